@@ -14,6 +14,8 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..home import ensemble_home
+
 __all__ = ["LAB_HOST", "LabLayout", "LabSpec", "SystemSpec", "default_lab_dir"]
 
 LAB_HOST = "127.0.0.1"
@@ -22,11 +24,11 @@ DEFAULT_SYSTEMS = 8
 
 
 def default_lab_dir() -> Path:
-    """The lab directory: $ENSEMBLE_LAB_DIR, else ~/.ensemble/lab."""
+    """The lab directory: $ENSEMBLE_LAB_DIR, else ``lab`` in the Ensemble home."""
     env = os.environ.get("ENSEMBLE_LAB_DIR")
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".ensemble" / "lab"
+    return ensemble_home() / "lab"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,39 @@
+"""How every command ends: one clear line on failure, a traceback only with --verbose.
+
+Exit codes follow Ensemble's habit: 0 success, 1 a runtime failure, 2 a usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "UsageError", "run_command"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit code 2."""
+
+
+def run_command(prog: str, body: Callable[[], int | None], *, verbose: bool, expected: tuple[type, ...]) -> int:
+    """Run *body*; errors of the *expected* types (and usage errors) become one line on stderr."""
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except expected as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,283 @@
+"""One lab: bring its real servers up, report on them, reset them, take them down.
+
+`up` either ends with every server running and ready, or stops what it started
+and raises LabError with one line naming the failing part and its log.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bmc, cobbler_server, processes, webdav
+from .envfile import lab_environment, merge_environment
+from .layout import LAB_HOST, LabLayout, LabSpec
+from .seed import LabCobbler, SystemRow
+
+__all__ = ["Lab", "LabError", "LabStatus", "ServerStatus", "SystemStatus"]
+
+START_TIMEOUT = 30.0
+
+# Debian package that provides each program the lab needs, for the error that says what to install.
+_REQUIRED_PROGRAMS = {
+    "ipmi_sim": "openipmi",
+    "ipmitool": "ipmitool",
+    "fence_ipmilan": "fence-agents",
+    "apache2": "apache2",
+    "rsync": "rsync",
+}
+
+
+class LabError(Exception):
+    """A lab operation failed; str() is one line saying what and what to do."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    name: str
+    pid: int | None
+    address: str
+    log: Path
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    name: str
+    power_on: bool
+    bmc: str
+    cobbler: SystemRow | None
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    root: Path
+    servers: list[ServerStatus]
+    systems: list[SystemStatus]
+    cobbler_error: str | None
+
+    @property
+    def running(self) -> bool:
+        return all(s.pid is not None for s in self.servers)
+
+
+def _find_program(name: str) -> str | None:
+    return shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def _tcp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LAB_HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((LAB_HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _tcp_listening(port: int) -> bool:
+    try:
+        with socket.create_connection((LAB_HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Lab:
+    """The lab rooted at one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.layout = LabLayout(root.resolve())
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def spec(self) -> LabSpec:
+        try:
+            return LabSpec.load(self.layout.spec_file)
+        except FileNotFoundError:
+            raise LabError(f"no lab in {self.layout.root}: run 'ensemble-orchestra lab up' first") from None
+
+    def _servers(self, spec: LabSpec) -> dict[str, str]:
+        """Every server process of the lab, by its pid-file name, with the address it serves."""
+        servers = {
+            "cobblerd": f"http://{LAB_HOST}:{spec.xmlrpc_port}/RPC2",
+            "cobbler-svc": f"http://{LAB_HOST}:{spec.http_port}/cblr/svc/",
+            "webdav": webdav.webdav_url(spec),
+        }
+        servers.update({f"bmc-{s.name}": f"udp://{LAB_HOST}:{s.bmc_port}" for s in spec.all_systems()})
+        return servers
+
+    def is_running(self) -> bool:
+        if not self.layout.run_dir.is_dir():
+            return False
+        return any(processes.running_pid(p) for p in self.layout.run_dir.glob("*.pid"))
+
+    # -- up ----------------------------------------------------------------------------------
+
+    def up(self, spec: LabSpec, env_name: str | None = "lab") -> LabSpec:
+        """Start every server of the lab (creating and seeding it the first time)."""
+        if self.is_running():
+            raise LabError(f"a lab is already running in {self.layout.root}: 'lab status' shows it, 'lab down' stops it")
+        if self.layout.spec_file.exists():
+            saved = LabSpec.load(self.layout.spec_file)
+            if (saved.base_port, saved.systems) != (spec.base_port, spec.systems):
+                # A different port plan or pool size: keep the lab's passwords, start afresh otherwise.
+                spec.cobbler_password, spec.storage_password = saved.cobbler_password, saved.storage_password
+                spec.admin_secret, spec.bmc_password_seed = saved.admin_secret, saved.bmc_password_seed
+                self._wipe_state()
+            else:
+                spec = saved
+        self._check_prerequisites(spec)
+        venv = self._cobbler_venv()
+        spec.save(self.layout.spec_file)
+        try:
+            self._start_all(spec, venv)
+            admin = LabCobbler(spec)
+            seeded_marker = self.layout.root / "seeded"
+            if not seeded_marker.exists():
+                admin.seed(self.layout)
+                seeded_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+        except BaseException:
+            self.down()
+            raise
+        if env_name:
+            from ..home import environments_file
+
+            merge_environment(environments_file(), env_name, lab_environment(spec, self.layout))
+        return spec
+
+    def _wipe_state(self) -> None:
+        for sub in ("cobbler", "cobbler-code", "systems", "webdav", "webdav-data", "seeded"):
+            path = self.layout.root / sub
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+    def _cobbler_venv(self) -> Path:
+        try:
+            return cobbler_server.cobbler_venv()
+        except cobbler_server.CobblerNotInstalled as exc:
+            raise LabError(str(exc)) from None
+
+    def _check_prerequisites(self, spec: LabSpec) -> None:
+        missing = sorted({pkg for prog, pkg in _REQUIRED_PROGRAMS.items() if _find_program(prog) is None})
+        if missing:
+            raise LabError(
+                f"missing Debian package(s) {', '.join(missing)}: run scripts/install"
+                f" (or apt-get install {' '.join(missing)})"
+            )
+        labels = {spec.xmlrpc_port: "Cobbler XML-RPC", spec.http_port: "Cobbler HTTP", spec.webdav_port: "WebDAV"}
+        for port, label in labels.items():
+            if not _tcp_port_free(port):
+                raise LabError(
+                    f"port {port} ({label}) on {LAB_HOST} is in use: stop what holds it or choose another --base-port"
+                )
+        for system in spec.all_systems():
+            if not _udp_port_free(system.bmc_port):
+                raise LabError(
+                    f"UDP port {system.bmc_port} (BMC of {system.name}) on {LAB_HOST} is in use:"
+                    " choose another --base-port"
+                )
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        processes.start_process(argv, self.layout.pid_file(name), self.layout.log_file(name), env=env)
+
+    def _await(self, name: str, ready, timeout: float = START_TIMEOUT) -> None:  # type: ignore[no-untyped-def]
+        pid_file = self.layout.pid_file(name)
+        ok = processes.wait_until(ready, timeout=timeout, alive=lambda: processes.running_pid(pid_file) is not None)
+        if not ok:
+            state = "exited" if processes.running_pid(pid_file) is None else f"was not ready after {timeout:.0f} s"
+            raise LabError(f"{name} {state}: see {self.layout.log_file(name)}")
+
+    def _start_all(self, spec: LabSpec, venv: Path) -> None:
+        layout = self.layout
+        layout.log_dir.mkdir(parents=True, exist_ok=True)
+        cobbler_server.prepare_cobbler(layout, spec, venv)
+        env = cobbler_server.cobbler_env(layout)
+        self._start("cobblerd", cobbler_server.cobblerd_argv(layout, venv), env)
+        self._start("cobbler-svc", cobbler_server.svc_argv(layout, spec, venv), env)
+        self._start("webdav", webdav.write_webdav_config(layout, spec))
+        for system in spec.all_systems():
+            argv = bmc.write_bmc_config(layout.system_dir(system.name), system, sys.executable)
+            self._start(f"bmc-{system.name}", argv)
+        # Everything starts in parallel; now wait for each to answer.
+        admin = LabCobbler(spec)
+        self._await("cobblerd", admin.ping)
+        self._await("cobbler-svc", lambda: _tcp_listening(spec.http_port))
+        self._await("webdav", lambda: webdav.webdav_ready(spec))
+        for system in spec.all_systems():
+            self._await(f"bmc-{system.name}", lambda s=system: bmc.bmc_ready(s, timeout=0.5))
+
+    # -- down / reset ------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop every process this lab recorded (booted systems first); safe to run twice."""
+        stopped = []
+        if self.layout.systems_dir.is_dir():
+            for system_dir in sorted(self.layout.systems_dir.iterdir()):
+                if bmc.power_off(system_dir):
+                    stopped.append(f"system {system_dir.name}")
+        if self.layout.run_dir.is_dir():
+            for pid_file in sorted(self.layout.run_dir.glob("*.pid")):
+                if processes.stop_process(pid_file):
+                    stopped.append(pid_file.stem)
+        return stopped
+
+    def reset(self) -> None:
+        """Back to the seeded state: systems powered off, Cobbler's pool re-seeded, storage emptied."""
+        spec = self.spec()
+        if not self.is_running():
+            raise LabError(f"the lab in {self.layout.root} is not running: 'lab up' starts it")
+        for system in spec.all_systems():
+            bmc.power_off(self.layout.system_dir(system.name))
+        LabCobbler(spec).reset()
+        webdav.clear_webdav_data(self.layout)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> LabStatus:
+        spec = self.spec()
+        servers = [
+            ServerStatus(
+                name=name,
+                pid=processes.running_pid(self.layout.pid_file(name)),
+                address=address,
+                log=self.layout.log_file(name),
+            )
+            for name, address in self._servers(spec).items()
+        ]
+        rows: dict[str, SystemRow] = {}
+        cobbler_error = None
+        if servers[0].pid is not None:
+            try:
+                rows = {row.name: row for row in LabCobbler(spec, timeout=10).systems()}
+            except Exception as exc:  # status must report, not crash
+                cobbler_error = f"{type(exc).__name__}: {exc}"
+        systems = [
+            SystemStatus(
+                name=s.name,
+                power_on=bmc.power_is_on(self.layout.system_dir(s.name)),
+                bmc=f"{LAB_HOST}:{s.bmc_port}",
+                cobbler=rows.get(s.name),
+            )
+            for s in spec.all_systems()
+        ]
+        return LabStatus(root=self.layout.root, servers=servers, systems=systems, cobbler_error=cobbler_error)

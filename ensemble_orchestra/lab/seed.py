@@ -1,0 +1,185 @@
+"""Seed and reset the lab's Cobbler: distros, profiles, the Ensemble preseed, and the system pool.
+
+The lab is a tool, not the product: it talks to cobblerd with the standard
+library's synchronous XML-RPC client (the provider's asynchronous client is
+separate and is what the tests prove).
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..kit import kit_dir
+from .bmc import cobbler_power_fields
+from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
+
+__all__ = [
+    "AVAILABLE_CLASS",
+    "ACQUIRED_CLASS",
+    "LAB_PROFILES",
+    "LabCobbler",
+    "SystemRow",
+]
+
+AVAILABLE_CLASS = "orchestra-ensemble-available"
+ACQUIRED_CLASS = "orchestra-ensemble-acquired"
+PRESEED_NAME = "ensemble.preseed"
+# (series, Cobbler arch): profiles are named "<series>-<arch>", as the provider looks them up.
+LAB_PROFILES = (("oneiric", "x86_64"), ("oneiric", "i386"), ("precise", "x86_64"))
+_SEED_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class SystemRow:
+    """What `lab status` shows of a system's Cobbler record."""
+
+    name: str
+    profile: str
+    mgmt_classes: tuple[str, ...]
+    netboot_enabled: bool
+    mac: str
+
+
+class LabCobbler:
+    """An administrator's session on the lab's cobblerd."""
+
+    def __init__(self, spec: LabSpec, timeout: float = 30.0) -> None:
+        self.spec = spec
+        self.url = f"http://{LAB_HOST}:{spec.xmlrpc_port}/RPC2"
+        self._timeout = timeout
+        self._token: str | None = None
+
+    def proxy(self) -> xmlrpc.client.ServerProxy:
+        """A new proxy (xmlrpc.client proxies are not thread-safe: one per thread)."""
+        transport = _TimeoutTransport(self._timeout)
+        return xmlrpc.client.ServerProxy(self.url, allow_none=True, transport=transport)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.proxy().ping())
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self.proxy().login(self.spec.cobbler_user, self.spec.cobbler_password)
+        return self._token
+
+    # -- seeding -------------------------------------------------------------------------------
+
+    def seed(self, layout: LabLayout) -> None:
+        """Distros, the Ensemble preseed, profiles and every system; safe on an already seeded server."""
+        server = self.proxy()
+        token = self.token
+        kernel, initrd = ensure_distro_files(layout)
+        preseed = (kit_dir() / "preseed" / PRESEED_NAME).read_text()
+        server.write_autoinstall_template(PRESEED_NAME, preseed, token)
+        existing_distros = set(server.get_item_names("distro"))
+        existing_profiles = set(server.get_item_names("profile"))
+        for series, arch in LAB_PROFILES:
+            name = f"{series}-{arch}"
+            distro = {
+                "name": name,
+                "kernel": str(kernel),
+                "initrd": str(initrd),
+                "arch": arch,
+                "breed": "ubuntu",
+                "os_version": series,
+            }
+            server.xapi_object_edit("distro", name, "edit" if name in existing_distros else "add", distro, token)
+            profile = {"name": name, "distro": name, "autoinstall": PRESEED_NAME}
+            server.xapi_object_edit(
+                "profile", name, "edit" if name in existing_profiles else "add", profile, token
+            )
+        self.add_systems(self.spec.all_systems())
+
+    def add_systems(self, systems: Iterable[SystemSpec]) -> None:
+        token = self.token
+
+        def add(system: SystemSpec) -> None:
+            self.proxy().xapi_object_edit("system", system.name, "add", system_fields(system), token)
+
+        with ThreadPoolExecutor(_SEED_WORKERS) as pool:
+            list(pool.map(add, systems))
+
+    def reset(self) -> None:
+        """Back to the seeded pool: every system removed and re-added with its seeded fields."""
+        server = self.proxy()
+        token = self.token
+        names = server.get_item_names("system")
+
+        def remove(name: str) -> None:
+            self.proxy().remove_system(name, token)
+
+        with ThreadPoolExecutor(_SEED_WORKERS) as pool:
+            list(pool.map(remove, names))
+        seeded = {f"{s}-{a}" for s, a in LAB_PROFILES}
+        for profile in server.get_item_names("profile"):
+            if profile not in seeded:
+                server.remove_profile(profile, token)
+        self.add_systems(self.spec.all_systems())
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def systems(self) -> list[SystemRow]:
+        rows = []
+        for record in self.proxy().get_systems():
+            macs = [i.get("mac_address", "") for i in record.get("interfaces", {}).values()]
+            rows.append(
+                SystemRow(
+                    name=record["name"],
+                    profile=record.get("profile", ""),
+                    mgmt_classes=tuple(record.get("mgmt_classes", [])),
+                    netboot_enabled=bool(record.get("netboot_enabled")),
+                    mac=macs[0] if macs else "",
+                )
+            )
+        return sorted(rows, key=lambda r: r.name)
+
+
+def system_fields(system: SystemSpec) -> dict[str, object]:
+    """The Cobbler 3 fields of a seeded lab system, for one `xapi_object_edit` add."""
+    fields: dict[str, object] = {
+        "name": system.name,
+        "profile": f"{LAB_PROFILES[0][0]}-{system.arch}",
+        "hostname": system.hostname,
+        "mgmt_classes": [AVAILABLE_CLASS],
+        "netboot_enabled": False,
+        "interface": "eth0",
+        "mac_address": system.mac,
+        "ip_address": system.ip,
+        "dns_name": system.hostname,
+    }
+    fields.update(cobbler_power_fields(system))
+    return fields
+
+
+def ensure_distro_files(layout: LabLayout) -> tuple[Path, Path]:
+    """The lab distro's kernel and initrd.
+
+    Until the QEMU lab brings a real Debian kernel, these are small files that
+    only need to exist: Cobbler copies them into tftpboot, nothing boots them.
+    """
+    layout.distro_dir.mkdir(parents=True, exist_ok=True)
+    kernel = layout.distro_dir / "vmlinuz"
+    initrd = layout.distro_dir / "initrd.gz"
+    for path, label in ((kernel, b"ensemble lab kernel placeholder\n"), (initrd, b"ensemble lab initrd placeholder\n")):
+        if not path.exists():
+            path.write_bytes(label)
+    return kernel, initrd
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def make_connection(self, host):  # type: ignore[no-untyped-def]
+        conn = super().make_connection(host)
+        conn.timeout = self._timeout
+        return conn
