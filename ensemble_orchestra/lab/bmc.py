@@ -18,7 +18,7 @@ from pathlib import Path
 from ensemble_orchestra.lab import power_hook
 from ensemble_orchestra.lab.layout import LAB_HOST, SystemSpec
 
-__all__ = ["bmc_ready", "cobbler_power_fields", "power_is_on", "power_off", "write_bmc_config"]
+__all__ = ["bmc_dir", "bmc_ready", "cobbler_power_fields", "power_is_on", "power_off", "write_bmc_config"]
 
 MAX_NAME = 16  # IPMI 1.5 user names and passwords are at most 16 bytes
 # RMCP/ASF presence ping (ASF IANA 4542, message 0x80, tag 0x42); an IPMI BMC answers with a pong (0x40).
@@ -119,16 +119,17 @@ def bmc_ready(system: SystemSpec, timeout: float = 2.0) -> bool:
     """Whether the system's BMC answers an RMCP presence ping within *timeout* (no credentials used)."""
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((LAB_HOST, system.bmc_port))  # connected, so "port unreachable" is reported at once
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            sock.settimeout(min(0.1, remaining))
+            sock.settimeout(min(0.2, remaining))
             try:
-                sock.sendto(_ASF_PING, (LAB_HOST, system.bmc_port))
+                sock.send(_ASF_PING)
                 reply = sock.recv(512)
-            except ConnectionRefusedError:  # ICMP port unreachable: not bound yet
-                time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
+            except ConnectionRefusedError:  # not bound yet
+                time.sleep(min(0.01, max(deadline - time.monotonic(), 0)))
                 continue
             except TimeoutError:
                 continue

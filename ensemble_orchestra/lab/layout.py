@@ -24,10 +24,16 @@ DEFAULT_SYSTEMS = 8
 
 
 def default_lab_dir() -> Path:
-    """The lab directory: $ENSEMBLE_LAB_DIR, else ``lab`` in the Ensemble home."""
+    """The lab directory: $ENSEMBLE_LAB_DIR, else ``lab`` in the Ensemble home.
+
+    As root the default is /var/lib/ensemble/lab instead: Apache's workers then run as
+    www-data and must be able to reach the WebDAV data, which a 0700 /root forbids.
+    """
     env = os.environ.get("ENSEMBLE_LAB_DIR")
     if env:
         return Path(env).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/lib/ensemble/lab")
     return ensemble_home() / "lab"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ensemble_orchestra.kit import kit_dir
 from ensemble_orchestra.lab.layout import LAB_HOST, LabLayout, LabSpec
+from ensemble_orchestra.lab.processes import ProcessStartError
 
 __all__ = [
     "APACHE_BIN",
@@ -61,8 +62,8 @@ _MODULES = (
 )
 
 
-class WebDAVConfigError(Exception):
-    """The lab's Apache cannot be configured as asked; the message says how to fix it."""
+class WebDAVConfigError(ProcessStartError):
+    """The lab's Apache cannot be configured to start; the message says how to fix it."""
 
 
 def kit_webdav_conf() -> Path:
@@ -219,9 +220,7 @@ def _check_worker_reach(paths: list[Path], worker: tuple[int, int]) -> None:
 
 
 def _worker_can_search(path: Path, uid: int, gid: int) -> bool:
-    result = subprocess.run(
-        ["test", "-x", str(path)], user=uid, group=gid, extra_groups=[], check=False, timeout=10
-    )
+    result = subprocess.run(["test", "-x", str(path)], user=uid, group=gid, extra_groups=[], check=False, timeout=10)
     return result.returncode == 0
 
 

@@ -1,0 +1,57 @@
+"""Helpers for tests and benchmarks that need a running lab (public: other tools may use them)."""
+
+from __future__ import annotations
+
+import random
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lab import Lab, _tcp_port_free, _udp_port_free
+from .layout import LabSpec
+from .seed import LabCobbler
+
+__all__ = ["RunningLab", "free_base_port", "start_lab"]
+
+
+def free_base_port(systems: int, *, low: int = 30000, high: int = 60000, tries: int = 200) -> int:
+    """A base port whose whole port plan (TCP and UDP) is free on loopback right now."""
+    rng = random.Random()
+    for _ in range(tries):
+        base = rng.randrange(low, high - systems - 20, 20)
+        spec = LabSpec(base_port=base, systems=systems)
+        if all(_tcp_port_free(p) for p in spec.tcp_ports()) and all(_udp_port_free(p) for p in spec.udp_ports()):
+            return base
+    raise RuntimeError("no free port range found for a lab")
+
+
+@dataclass
+class RunningLab:
+    """A lab started for tests: its spec, layout and an administrator's Cobbler session."""
+
+    lab: Lab
+    spec: LabSpec
+
+    @property
+    def layout(self):  # type: ignore[no-untyped-def]
+        return self.lab.layout
+
+    @property
+    def cobbler_url(self) -> str:
+        return f"http://127.0.0.1:{self.spec.xmlrpc_port}/RPC2"
+
+    def cobbler(self) -> xmlrpc.client.ServerProxy:
+        return LabCobbler(self.spec).proxy()
+
+    def token(self) -> str:
+        return LabCobbler(self.spec).token
+
+    def system_dir(self, name: str) -> Path:
+        return self.layout.system_dir(name)
+
+
+def start_lab(root: Path, systems: int = 8, env_name: str | None = None) -> RunningLab:
+    """Start a lab in *root* on free ports; the caller stops it with ``running.lab.down()``."""
+    lab = Lab(root)
+    spec = lab.up(LabSpec(base_port=free_base_port(systems), systems=systems), env_name=env_name)
+    return RunningLab(lab=lab, spec=spec)

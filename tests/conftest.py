@@ -1,0 +1,55 @@
+"""Shared fixtures: one real lab per test session (per xdist worker), reset where a test needs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ensemble_orchestra.lab.testing import RunningLab, start_lab
+
+
+@pytest.fixture(scope="session")
+def ensemble_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private ENSEMBLE_HOME so no test touches the user's ~/.ensemble."""
+    home = tmp_path_factory.mktemp("ensemble-home")
+    old = os.environ.get("ENSEMBLE_HOME")
+    os.environ["ENSEMBLE_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("ENSEMBLE_HOME", None)
+    else:
+        os.environ["ENSEMBLE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def lab_parent() -> Iterator[Path]:
+    """A directory for labs that Apache's www-data workers can traverse when tests run as root.
+
+    pytest's own tmp dirs are 0700 as root; a lab below them could not serve WebDAV.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="ensemble-test-labs-"))
+    parent.chmod(0o711)
+    yield parent
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_lab(ensemble_home: Path, lab_parent: Path) -> Iterator[RunningLab]:
+    """The real lab (cobblerd, fence_ipmilan + ipmi_sim BMCs, Apache mod_dav), started once."""
+    running = start_lab(lab_parent / "session-lab", systems=8, env_name="lab")
+    try:
+        yield running
+    finally:
+        running.lab.down()
+
+
+@pytest.fixture
+def lab(session_lab: RunningLab) -> RunningLab:
+    """The session's lab, reset to its seeded state before the test."""
+    session_lab.lab.reset()
+    return session_lab
