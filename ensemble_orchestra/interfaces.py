@@ -1,0 +1,78 @@
+"""The contracts between Ensemble and a machine provider, declared with zope.interface.
+
+Every method returns a Deferred (or is otherwise awaitable), as in Ensemble's
+providers. Implementations carry ``@implementer`` and their tests call
+``verifyObject``, so a fake and the real thing are held to the same contract.
+
+The provider-side interfaces (``IMachineProvider``, ``IProviderMachine``) belong
+here too, next to ``IFileStorage``, which the provider hands out through
+``get_file_storage()``.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Interface
+
+__all__ = ["IFileStorage"]
+
+
+class IFileStorage(Interface):
+    """One environment's files on the provider's storage, plus an atomic test-and-set.
+
+    File names are relative, ``/``-separated paths (``provider-state``,
+    ``charms/mysql-1.zip``); each storage is scoped to one environment, so two
+    environments sharing a server never see or overwrite each other's files.
+    Errors are ``ensemble_orchestra.storage.errors.StorageError`` subclasses:
+    ``FileNotFound``, ``StorageAuthError`` (fatal), ``StorageUnavailable``
+    (retryable).
+    """
+
+    def get(name: str) -> object:
+        """Fire with the file's content as bytes; ``FileNotFound`` if there is none."""
+
+    def put(name: str, data: bytes) -> object:
+        """Create or replace the file with *data*; fire with None once stored.
+
+        Parent directories are created as needed. Not atomic against a concurrent
+        ``put`` of the same name: the last writer wins. Never use it as a lock.
+        """
+
+    def delete(name: str) -> object:
+        """Remove the file; fire with None. Idempotent: a missing file is not an error.
+
+        Idempotent so cleanup paths (destroy-environment, rollback) can be retried.
+        """
+
+    def list(prefix: str = "") -> object:
+        """Fire with the sorted names of every file whose name starts with *prefix*.
+
+        Names are relative to the environment, like the ones ``put`` takes;
+        directories themselves are not listed. A prefix with nothing under it
+        gives an empty list, not an error.
+        """
+
+    def get_url(name: str) -> object:
+        """Fire with the file's URL, without credentials (fetching it may need them)."""
+
+    def create_exclusive(name: str) -> object:
+        """Atomically create the marker *name*; fire with True for the single winner.
+
+        This is the test-and-set the provider's claims are built on: among any
+        number of concurrent callers, in any process or environment, exactly one
+        gets True; the others, and every later caller, get False until
+        ``remove_exclusive(name)``. Markers live in a namespace shared by every
+        environment on the storage (unlike files), because a claim must exclude
+        other environments too; they are not files: ``get`` and ``list`` don't
+        see them.
+
+        On WebDAV this is MKCOL of a new collection, the one operation Apache
+        mod_dav performs atomically (LOCK and conditional PUT are not): 201 is a
+        win; 405 (exists), or 403 from mod_dav's mkdir race, is a loss.
+        """
+
+    def remove_exclusive(name: str) -> object:
+        """Remove the marker *name* so it can be created again; fire with None.
+
+        Idempotent: removing a missing marker is not an error, so a rollback or a
+        reaper can run it more than once.
+        """
