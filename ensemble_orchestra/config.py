@@ -1,0 +1,270 @@
+"""environments.yaml: finding the file, choosing the environment, and the orchestra schema.
+
+Every error is a ConfigError whose text is one line naming the file, the
+environment and the key, and saying what to do. Secret keys are read into
+:class:`~ensemble_orchestra.secret.Secret` at once, so no later message can
+print them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .home import environments_file
+from .secret import Secret
+
+__all__ = [
+    "ConfigError",
+    "EnvironmentsFile",
+    "Key",
+    "ORCHESTRA_KEYS",
+    "OrchestraConfig",
+    "load_environments",
+    "parse_orchestra",
+]
+
+
+class ConfigError(Exception):
+    """Bad or missing configuration (exit code 2); str() is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One environments.yaml key of a provider type."""
+
+    name: str
+    doc: str
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    kind: type = str
+
+
+# The orchestra provider's keys, in the order the docs list them.
+ORCHESTRA_KEYS: tuple[Key, ...] = (
+    Key("orchestra-server", "host[:port] of the Orchestra/Cobbler server", required=True),
+    Key("orchestra-user", "Cobbler user (configfile/users.digest or the server's auth module)", required=True),
+    Key("orchestra-pass", "password of orchestra-user", required=True, secret=True),
+    Key("admin-secret", "secret protecting the environment's admin access (ZooKeeper)", required=True, secret=True),
+    Key("acquired-mgmt-class", "Cobbler mgmt class of systems Ensemble has claimed", required=True),
+    Key("available-mgmt-class", "Cobbler mgmt class of systems Ensemble may claim", required=True),
+    Key("default-series", "Ubuntu series installed when constraints name none (profile <series>-<arch>)",
+        required=True),
+    Key("storage-url", "WebDAV storage URL", default="http://<orchestra-server>/webdav"),
+    Key("storage-user", "WebDAV user", default="<orchestra-user>"),
+    Key("storage-pass", "WebDAV password", default="<orchestra-pass>", secret=True),
+    Key("authorized-keys", "SSH public keys for the machines (text)"),
+    Key("authorized-keys-path", "file with SSH public keys (default: ~/.ssh/id_*.pub)"),
+    Key("placement", "unit placement policy: unassigned or local", default="unassigned"),
+    Key("cobbler-api-url", "Cobbler XML-RPC endpoint", default="http://<orchestra-server>/cobbler_api"),
+    Key("ca-bundle", "CA certificates (PEM) to verify https endpoints with; default: the system's"),
+    Key("power-timeout", "seconds to wait for a power state to be confirmed", default=120.0, kind=float),
+    Key("launch-concurrency", "launches and releases in flight at once", default=8, kind=int),
+    Key("lab-dir", "set by 'ensemble-orchestra lab up': the lab this environment points at"),
+)
+_KEYS_BY_NAME = {k.name: k for k in ORCHESTRA_KEYS}
+PLACEMENTS = ("unassigned", "local")
+
+
+@dataclass(frozen=True)
+class OrchestraConfig:
+    """A validated `type: orchestra` environment."""
+
+    environment: str
+    orchestra_server: str
+    orchestra_user: str
+    orchestra_pass: Secret
+    admin_secret: Secret
+    acquired_mgmt_class: str
+    available_mgmt_class: str
+    default_series: str
+    storage_url: str
+    storage_user: str
+    storage_pass: Secret
+    authorized_keys: str
+    placement: str
+    cobbler_api_url: str
+    ca_bundle: Path | None
+    power_timeout: float
+    launch_concurrency: int
+    lab_dir: Path | None = None
+    source: Path | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class EnvironmentsFile:
+    """The parsed environments.yaml."""
+
+    path: Path
+    default: str | None
+    environments: Mapping[str, Mapping[str, Any]]
+    world_readable: bool
+
+    def select(self, name: str | None = None) -> tuple[str, Mapping[str, Any]]:
+        """The environment to use: *name* (-e), else $ENSEMBLE_ENV, else `default:`, else the only one."""
+        chosen = name or os.environ.get("ENSEMBLE_ENV") or self.default
+        if chosen is None:
+            if len(self.environments) == 1:
+                chosen = next(iter(self.environments))
+            else:
+                names = ", ".join(sorted(self.environments))
+                raise ConfigError(
+                    f"{self.path}: several environments ({names}) and no 'default:'; pick one with -e NAME"
+                )
+        if chosen not in self.environments:
+            names = ", ".join(sorted(self.environments)) or "none"
+            raise ConfigError(f"{self.path}: no environment '{chosen}' (defined: {names})")
+        return chosen, self.environments[chosen]
+
+
+def load_environments(path: Path | None = None) -> EnvironmentsFile:
+    """Read and check the file's outer structure (not the environments' keys)."""
+    path = path or environments_file()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: run 'ensemble init' to write a sample, then edit it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with an 'environments:' key")
+    environments = data.get("environments")
+    if not isinstance(environments, dict) or not environments:
+        raise ConfigError(f"{path}: 'environments:' must be a mapping of at least one environment")
+    for name, env in environments.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{path}: environment names must be strings (got {name!r})")
+        if not isinstance(env, dict):
+            raise ConfigError(f"{path}: environment '{name}' must be a mapping of keys")
+    default = data.get("default")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{path}: 'default:' must name an environment")
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = 0
+    return EnvironmentsFile(path, default, environments, bool(mode & stat.S_IROTH))
+
+
+def _fail(source: Path | None, env: str, key: str, what: str) -> ConfigError:
+    where = f"{source}: " if source else ""
+    return ConfigError(f"{where}environment '{env}': key '{key}' {what}")
+
+
+def _scalar(raw: Mapping[str, Any], key: Key, source: Path | None, env: str) -> Any:
+    value = raw.get(key.name)
+    if value is None:
+        if key.required:
+            raise _fail(source, env, key.name, "is required")
+        # Defaults written "<other-key>..." are derived from other keys below.
+        return None if isinstance(key.default, str) and "<" in key.default else key.default
+    if key.kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise _fail(source, env, key.name, f"must be a positive number (got {_shown(key, value)})")
+        return key.kind(value)
+    if isinstance(value, (dict, list, bool)) or (key.secret and not isinstance(value, (str, int))):
+        raise _fail(source, env, key.name, f"must be a string (got a {type(value).__name__})")
+    text = str(value).strip()
+    if not text:
+        raise _fail(source, env, key.name, "must not be empty")
+    return text
+
+
+def _shown(key: Key, value: Any) -> str:
+    return "a secret value" if key.secret else repr(value)
+
+
+def _check_url(value: str, key: str, source: Path | None, env: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(source, env, key, f"must be an http:// or https:// URL (got {value!r})")
+    return value
+
+
+def _default_public_keys(home: Path) -> str:
+    keys = [p.read_text().strip() for p in sorted((home / ".ssh").glob("id_*.pub")) if p.is_file()]
+    return "\n".join(k for k in keys if k)
+
+
+def parse_orchestra(
+    env: str,
+    raw: Mapping[str, Any],
+    source: Path | None = None,
+    *,
+    home: Callable[[], Path] = Path.home,
+) -> OrchestraConfig:
+    """Validate an orchestra environment; unknown keys, missing keys and bad values raise ConfigError."""
+    for name in raw:
+        if name != "type" and name not in _KEYS_BY_NAME:
+            raise _fail(source, env, str(name), "is not an orchestra setting (see docs/environments.md)")
+    v = {k.name: _scalar(raw, k, source, env) for k in ORCHESTRA_KEYS}
+    server = v["orchestra-server"]
+    if "/" in server or " " in server:
+        raise _fail(source, env, "orchestra-server", f"must be a host or host:port, not a URL (got {server!r})")
+    storage_url = _check_url(v["storage-url"] or f"http://{server}/webdav", "storage-url", source, env)
+    api_url = _check_url(v["cobbler-api-url"] or f"http://{server}/cobbler_api", "cobbler-api-url", source, env)
+    for class_key in ("acquired-mgmt-class", "available-mgmt-class"):
+        if any(c in v[class_key] for c in " ,*?[]"):
+            raise _fail(source, env, class_key, f"must be one Cobbler mgmt class name (got {v[class_key]!r})")
+    if v["acquired-mgmt-class"] == v["available-mgmt-class"]:
+        raise _fail(source, env, "acquired-mgmt-class", "must differ from available-mgmt-class")
+    if v["placement"] not in PLACEMENTS:
+        raise _fail(source, env, "placement", f"must be one of {', '.join(PLACEMENTS)} (got {v['placement']!r})")
+
+    if v["authorized-keys"] and v["authorized-keys-path"]:
+        raise _fail(source, env, "authorized-keys", "and 'authorized-keys-path' are exclusive: set only one")
+    if v["authorized-keys-path"]:
+        key_path = Path(v["authorized-keys-path"]).expanduser()
+        try:
+            keys = key_path.read_text().strip()
+        except OSError as exc:
+            raise _fail(source, env, "authorized-keys-path", f"names {key_path}, which cannot be read "
+                        f"({exc.strerror})") from None
+    else:
+        keys = v["authorized-keys"] or _default_public_keys(home())
+    if not keys:
+        raise _fail(source, env, "authorized-keys", "is not set and ~/.ssh has no id_*.pub: set it, or "
+                    "authorized-keys-path, or create a key with ssh-keygen")
+
+    ca_bundle = None
+    if v["ca-bundle"]:
+        ca_bundle = Path(v["ca-bundle"]).expanduser()
+        if not ca_bundle.is_file():
+            raise _fail(source, env, "ca-bundle", f"names {ca_bundle}, which is not a file")
+
+    return OrchestraConfig(
+        environment=env,
+        orchestra_server=server,
+        orchestra_user=v["orchestra-user"],
+        orchestra_pass=Secret(v["orchestra-pass"]),
+        admin_secret=Secret(v["admin-secret"]),
+        acquired_mgmt_class=v["acquired-mgmt-class"],
+        available_mgmt_class=v["available-mgmt-class"],
+        default_series=v["default-series"],
+        storage_url=storage_url.rstrip("/"),
+        storage_user=v["storage-user"] or v["orchestra-user"],
+        storage_pass=Secret(v["storage-pass"] or v["orchestra-pass"]),
+        authorized_keys=keys,
+        placement=v["placement"],
+        cobbler_api_url=api_url,
+        ca_bundle=ca_bundle,
+        power_timeout=v["power-timeout"],
+        launch_concurrency=v["launch-concurrency"],
+        lab_dir=Path(v["lab-dir"]) if v["lab-dir"] else None,
+        source=source,
+    )
