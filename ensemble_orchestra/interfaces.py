@@ -70,6 +70,15 @@ class IFileStorage(Interface):
         win; 405 (exists), or 403 from mod_dav's mkdir race, is a loss.
         """
 
+    def exclusive_age(name: str) -> object:
+        """Fire with the marker's age in seconds, or None if there is no marker *name*.
+
+        Measured on the storage server's clock alone (its ``Date`` against the
+        marker's last-modified time), so clock skew between claimers cannot make
+        a fresh marker look abandoned. Whole seconds; for reaping markers whose
+        creator died, with a lease far longer than that.
+        """
+
     def remove_exclusive(name: str) -> object:
         """Remove the marker *name* so it can be created again; fire with None.
 

@@ -1,5 +1,7 @@
-"""HTTP pieces treq lacks: an IAgent doing Digest (RFC 7616) and Basic authentication."""
+"""HTTP pieces treq lacks: Digest (RFC 7616) and Basic auth as an IAgent, replayable bodies, a verified Agent."""
 
-from .digest import BytesBody, Credentials, HTTPAuthAgent, InsecureAuthRefused
+from .agent import make_agent
+from .body import BytesBody, read_body
+from .digest import Credentials, HTTPAuthAgent, InsecureAuthRefused
 
-__all__ = ["BytesBody", "Credentials", "HTTPAuthAgent", "InsecureAuthRefused"]
+__all__ = ["BytesBody", "Credentials", "HTTPAuthAgent", "InsecureAuthRefused", "make_agent", "read_body"]

@@ -7,7 +7,7 @@ counting ``nc`` per nonce; a 401 to a pre-authorised request (stale or
 forgotten nonce) is answered once more with the fresh challenge. Request
 bodies are buffered in memory so the retry can send them again.
 
-The password lives in ``Credentials``, whose repr hides it; it is never logged
+The password lives in ``Credentials`` as a ``Secret`` (revealed only to hash or encode it); it is never logged
 and never put in an exception.
 """
 
@@ -21,15 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
+from ..secret import Secret
+from .body import BytesBody, buffered, read_body
+
 __all__ = [
-    "BytesBody",
     "Challenge",
     "Credentials",
     "DigestChallenge",
@@ -58,12 +59,23 @@ class InsecureAuthRefused(Exception):
     """The server wants Basic auth over plain HTTP, which would send the password in clear."""
 
 
-@dataclass(frozen=True)
 class Credentials:
-    """A user name and password; the password is kept out of repr (and so out of logs)."""
+    """A user name and password; the password is held as a ``Secret``, so it never prints."""
 
-    username: str
-    password: str = field(repr=False)
+    __slots__ = ("password", "username")
+
+    def __init__(self, username: str, password: str | Secret) -> None:
+        self.username = username
+        self.password = password if isinstance(password, Secret) else Secret(password)
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password={self.password!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Credentials) and (other.username, other.password) == (self.username, self.password)
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.password))
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,7 @@ def digest_response(
 ) -> str:
     """The ``response`` value of RFC 7616 section 3.4.1 (qop=auth, or RFC 2069 without qop)."""
     algo = challenge.algorithm
-    ha1 = _hash(algo, f"{credentials.username}:{challenge.realm}:{credentials.password}")
+    ha1 = _hash(algo, f"{credentials.username}:{challenge.realm}:{credentials.password.reveal()}")
     if algo.endswith("-SESS"):
         ha1 = _hash(algo, f"{ha1}:{challenge.nonce}:{cnonce}")
     ha2 = _hash(algo, f"{method}:{uri}")
@@ -191,55 +203,6 @@ def digest_authorization(
 
 def _new_cnonce() -> str:
     return secrets.token_hex(16)
-
-
-@implementer(IBodyProducer)
-class BytesBody:
-    """A request body held in memory, which can be produced any number of times.
-
-    (camelCase method names: they are IBodyProducer's.)
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: object) -> Deferred[None]:
-        consumer.write(self.data)  # type: ignore[attr-defined]
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class _Collector:
-    """An IConsumer gathering what a producer writes, to make its body replayable."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def registerProducer(self, producer: object, streaming: bool) -> None:
-        pass
-
-    def unregisterProducer(self) -> None:
-        pass
-
-
-async def _buffered(producer: IBodyProducer | None) -> BytesBody | None:
-    if producer is None or isinstance(producer, BytesBody):
-        return producer
-    collector = _Collector()
-    await producer.startProducing(collector)
-    return BytesBody(b"".join(collector.chunks))
 
 
 @dataclass
@@ -292,7 +255,7 @@ class HTTPAuthAgent:
     async def _request(
         self, method: bytes, uri: bytes, headers: Headers | None, producer: IBodyProducer | None
     ) -> IResponse:
-        body = await _buffered(producer)
+        body = await buffered(producer)
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
         origin = (scheme, (parts.hostname or b"").lower(), parts.port or (443 if scheme == b"https" else 80))
@@ -306,7 +269,7 @@ class HTTPAuthAgent:
             return response
         self._sessions[origin] = session
         try:
-            await readBody(response)  # frees the connection for the retry
+            await read_body(response)  # frees the connection for the retry
         except Exception:  # a truncated 401 body is irrelevant
             pass
         return await self._send(method, uri, target, headers, body, session)
@@ -352,7 +315,7 @@ class HTTPAuthAgent:
     def _authorization(self, session: _Session, method: bytes, target: bytes) -> bytes:
         creds = self._credentials
         if session.digest is None:
-            return b"Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode())
+            return b"Basic " + base64.b64encode(f"{creds.username}:{creds.password.reveal()}".encode())
         value = digest_authorization(
             session.digest, creds, method.decode("ascii"), target.decode("latin-1"), session.next_nc(), self._cnonce()
         )

@@ -1,0 +1,164 @@
+"""The storage's error taxonomy and the tables mapping HTTP statuses and transport failures to it.
+
+Callers decide by class (or the ``retryable`` flag), never by parsing messages:
+``StorageUnavailable`` may succeed later; ``StorageAuthError`` and
+``StorageTLSError`` need the operator to fix the settings; ``FileNotFound`` is
+an answer, not a fault. Messages name the URL (never credentials) and what to
+check.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, error
+from twisted.web import client
+
+__all__ = [
+    "EXCEPTION_ERRORS",
+    "STATUS_ERRORS",
+    "FileNotFound",
+    "StorageAuthError",
+    "StorageError",
+    "StorageTLSError",
+    "StorageUnavailable",
+    "error_for_exception",
+    "error_for_status",
+]
+
+
+class StorageError(Exception):
+    """Something went wrong talking to the storage; ``retryable`` says if trying again may help."""
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, url: str | None = None, status: int | None = None, retryable: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class FileNotFound(StorageError):
+    """The file (or collection) does not exist (HTTP 404/410)."""
+
+
+class StorageAuthError(StorageError):
+    """The storage refused our credentials or our access (HTTP 401/403 after authenticating)."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage could not be reached or is failing (refused, timed out, 5xx): retry later."""
+
+    retryable = True
+
+
+class StorageTLSError(StorageError):
+    """The storage's TLS certificate could not be verified against the trusted CAs."""
+
+
+# HTTP status -> class; statuses not listed fall back by range (see error_for_status).
+STATUS_ERRORS: dict[int, type[StorageError]] = {
+    401: StorageAuthError,
+    403: StorageAuthError,
+    404: FileNotFound,
+    410: FileNotFound,
+    408: StorageUnavailable,
+    429: StorageUnavailable,
+    500: StorageUnavailable,
+    502: StorageUnavailable,
+    503: StorageUnavailable,
+    504: StorageUnavailable,
+    # A server that is not WebDAV, or is full, stays so until an operator acts.
+    501: StorageError,
+    505: StorageError,
+    507: StorageError,
+}
+
+
+def error_for_status(status: int, method: str, url: str) -> StorageError:
+    """The error for an unexpected HTTP *status* answering *method* on *url* (credential-free)."""
+    cls = STATUS_ERRORS.get(status) or (StorageUnavailable if 500 <= status < 600 else StorageError)
+    if cls is FileNotFound:
+        message = f"{url} does not exist (HTTP {status} on {method})"
+    elif cls is StorageAuthError:
+        message = (
+            f"the storage refused {method} {url} (HTTP {status}): check storage-user and storage-pass"
+            " and that the user may write there"
+        )
+    elif cls is StorageUnavailable:
+        message = f"the storage is unavailable: {method} {url} got HTTP {status}; retrying later may work"
+    elif status == 507:
+        message = f"the storage is full: {method} {url} got HTTP 507 (Insufficient Storage)"
+    elif status == 501:
+        message = f"{url} does not support {method} (HTTP 501): is storage-url a WebDAV collection?"
+    else:
+        message = f"the storage answered {method} {url} with HTTP {status}"
+    return cls(message, url=url, status=status)
+
+
+# Transport failure -> class, first match wins. Twisted wraps failures of an
+# exchange in ResponseNeverReceived/ResponseFailed, whose reasons are checked too.
+EXCEPTION_ERRORS: tuple[tuple[type[BaseException], type[StorageError]], ...] = (
+    (error.ConnectError, StorageUnavailable),  # refused, DNS, connect timeout, no route
+    (defer.TimeoutError, StorageUnavailable),  # our per-request deadline
+    (error.ConnectionLost, StorageUnavailable),
+    (error.ConnectionDone, StorageUnavailable),
+    (client.ResponseNeverReceived, StorageUnavailable),
+    (client.ResponseFailed, StorageUnavailable),
+    (client.RequestTransmissionFailed, StorageUnavailable),
+    (OSError, StorageUnavailable),
+)
+
+
+def _tls_error_types() -> tuple[type[BaseException], ...]:
+    """pyOpenSSL's errors (chain not trusted) and service_identity's (certificate names another host)."""
+    types: list[type[BaseException]] = []
+    try:
+        from OpenSSL import SSL
+
+        types.append(SSL.Error)
+    except ImportError:  # pragma: no cover - Twisted's TLS needs pyOpenSSL anyway
+        pass
+    try:
+        from service_identity import VerificationError
+
+        types.append(VerificationError)
+    except ImportError:  # pragma: no cover - Twisted's https needs service_identity
+        pass
+    return tuple(types)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    if isinstance(exc, _tls_error_types()):
+        return True
+    reasons = getattr(exc, "reasons", None) or []
+    return any(_is_tls_failure(getattr(r, "value", r)) for r in reasons)
+
+
+def error_for_exception(exc: BaseException, method: str, url: str, timeout: float | None = None) -> StorageError:
+    """The error for a transport failure of *method* on *url*; StorageError if unknown (not retried)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if _is_tls_failure(exc):
+        return StorageTLSError(
+            f"could not verify the TLS certificate of {url} ({_reason(exc)}): it must name the host"
+            " and chain to a trusted CA (set the storage's CA bundle for a private CA)",
+            url=url,
+        )
+    for exc_type, cls in EXCEPTION_ERRORS:
+        if isinstance(exc, exc_type):
+            if isinstance(exc, defer.TimeoutError) and timeout is not None:
+                return cls(f"the storage is unavailable: no answer to {method} {url} within {timeout:g}s", url=url)
+            return cls(f"the storage is unavailable: {method} {url} failed: {_reason(exc)}", url=url)
+    return StorageError(f"{method} {url} failed: {_reason(exc)}", url=url)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause, unwrapping Twisted's lists of Failures."""
+    reasons = getattr(exc, "reasons", None)
+    if reasons:
+        return "; ".join(_reason(getattr(r, "value", r)) for r in reasons)
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
