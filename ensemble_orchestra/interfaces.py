@@ -11,9 +11,9 @@ here too, next to ``IFileStorage``, which the provider hands out through
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
-__all__ = ["IFileStorage"]
+__all__ = ["IFileStorage", "IMachineProvider", "IProviderMachine"]
 
 
 class IFileStorage(Interface):
@@ -85,3 +85,72 @@ class IFileStorage(Interface):
         Idempotent: removing a missing marker is not an error, so a rollback or a
         reaper can run it more than once.
         """
+
+
+class IProviderMachine(Interface):
+    """One machine a provider launched (an EC2 instance, a claimed Cobbler system)."""
+
+    instance_id = Attribute("the provider's id of the machine (Cobbler: the system's uid)")
+    dns_name = Attribute("the name other machines and the admin reach it by")
+    private_dns_name = Attribute("the name inside the provider's network")
+    state = Attribute("'pending' while installing, 'provisioned' once installed (Orchestra); provider-specific")
+
+
+class IMachineProvider(Interface):
+    """Ensemble's machine provider contract; every method returns a Deferred.
+
+    bootstrap and start_machine claim capacity and must release it again on any
+    failure; shutdown and destroy are idempotent and report every failure at the
+    end instead of stopping at the first.
+    """
+
+    environment_name = Attribute("the environments.yaml name this provider serves")
+    provider_type = Attribute("the `type:` of the environment, e.g. 'orchestra'")
+
+    def bootstrap(constraints: object) -> object:
+        """Launch the bootstrap (ZooKeeper) machine; fire with a list of one IProviderMachine.
+
+        Refuses (EnvironmentAlreadyBootstrapped) when provider state exists.
+        """
+
+    def start_machine(machine_data: dict, master: bool = False) -> object:
+        """Launch one machine for *machine_data* (machine-id, constraints, zookeeper hosts); fire with [machine]."""
+
+    def get_machines(instance_ids: object = ()) -> object:
+        """Fire with this environment's machines (all, or those ids; MachinesNotFound for unknown ids)."""
+
+    def get_machine(instance_id: str) -> object:
+        """Fire with one of this environment's machines."""
+
+    def shutdown_machines(machines: object) -> object:
+        """Release *machines*; fire with the list released."""
+
+    def shutdown_machine(machine: object) -> object:
+        """Release one machine."""
+
+    def destroy_environment() -> object:
+        """Release every machine of this environment (only this one) and clear its state."""
+
+    def get_file_storage() -> object:
+        """The environment's IFileStorage."""
+
+    def save_state(state: dict) -> object:
+        """Store provider state (e.g. the zookeeper instance ids)."""
+
+    def load_state() -> object:
+        """Fire with the saved provider state, or False when there is none."""
+
+    def open_port(machine: object, machine_id: str, port: int, protocol: str = "tcp") -> object:
+        """Record that *port* is open on *machine*."""
+
+    def close_port(machine: object, machine_id: str, port: int, protocol: str = "tcp") -> object:
+        """Record that *port* is closed on *machine*."""
+
+    def get_opened_ports(machine: object, machine_id: str) -> object:
+        """Fire with the set of (port, protocol) recorded open on *machine*."""
+
+    def get_serialization_data() -> object:
+        """The environment config to hand to machines (secrets the agents need, nothing else)."""
+
+    def get_constraint_set() -> object:
+        """Fire with the constraint vocabulary this provider understands."""
