@@ -1,0 +1,60 @@
+"""Asynchronous Cobbler XML-RPC client (Twisted): one taxonomy of errors, 2.x/3.x field names, frugal calls.
+
+Start with `CobblerClient`; docs/cobbler-client.md describes the API, its errors and its call costs.
+"""
+
+from .client import POWER_OPERATIONS, CobblerClient
+from .errors import (
+    CobblerAuthError,
+    CobblerError,
+    CobblerInvalidRequest,
+    CobblerMethodMissing,
+    CobblerNotFound,
+    CobblerPowerError,
+    CobblerTaskTimeout,
+    CobblerTLSError,
+    CobblerTokenExpired,
+    CobblerUnavailable,
+)
+from .fields import COBBLER2, COBBLER3, FieldMap, field_map_for
+from .records import (
+    CobblerVersion,
+    DistroRecord,
+    InterfaceRecord,
+    PowerTask,
+    ProfileRecord,
+    SystemRecord,
+)
+from .tasks import DEFAULT_TASK_POLLING, TaskPolling
+from .transport import DEFAULT_RETRY, NO_RETRY, RetryPolicy, XmlRpcTransport
+
+__all__ = [
+    "COBBLER2",
+    "COBBLER3",
+    "DEFAULT_RETRY",
+    "DEFAULT_TASK_POLLING",
+    "NO_RETRY",
+    "POWER_OPERATIONS",
+    "CobblerAuthError",
+    "CobblerClient",
+    "CobblerError",
+    "CobblerInvalidRequest",
+    "CobblerMethodMissing",
+    "CobblerNotFound",
+    "CobblerPowerError",
+    "CobblerTLSError",
+    "CobblerTaskTimeout",
+    "CobblerTokenExpired",
+    "CobblerUnavailable",
+    "CobblerVersion",
+    "DistroRecord",
+    "FieldMap",
+    "InterfaceRecord",
+    "PowerTask",
+    "ProfileRecord",
+    "RetryPolicy",
+    "SystemRecord",
+    "TaskPolling",
+    "XmlRpcTransport",
+    "field_map_for",
+]

@@ -1,0 +1,358 @@
+"""In-memory Cobbler for tests of code built on the client (public, like ``treq.testing``).
+
+`FakeCobbler` answers the XML-RPC methods the client uses with the real server's Fault texts
+(captured from cobblerd 3.3.10; 2.x texts where *generation* is 2). Serve it either through
+`FakeCobblerAgent` (an IAgent: no sockets; responses after *latency* on an injected clock; scripted
+network failures) or through `FakeCobblerResource` on a real port. Behaviour that matters in
+production (power, sync, templates) is proven against the real lab, not here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+import xmlrpc.client
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.web import client as web_client
+from twisted.web import server
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+__all__ = ["FakeCobbler", "FakeCobblerAgent", "FakeCobblerResource", "cobbler_fault"]
+
+_CX = "cobbler.cexceptions.CX"
+
+
+def cobbler_fault(message: str, exc_class: str = _CX) -> xmlrpc.client.Fault:
+    """A Fault exactly as cobblerd builds it: faultCode 1, ``<class 'X'>:'message'``."""
+    return xmlrpc.client.Fault(1, f"<class '{exc_class}'>:{message!r}")
+
+
+class FakeCobbler:
+    """Systems, tokens, power states and tasks in memory, dispatched by XML-RPC method name."""
+
+    def __init__(
+        self,
+        *,
+        user: str = "cobbler",
+        password: str = "cobbler-password",
+        generation: int = 3,
+        missing_methods: Iterable[str] = (),
+        systems: int = 3,
+    ) -> None:
+        self.user, self.password, self.generation = user, password, generation
+        self.missing_methods = set(missing_methods)
+        self.calls: Counter[str] = Counter()
+        self.tokens: set[str] = set()
+        self.power_state: dict[str, bool] = {}
+        self.failing_bmcs: set[str] = set()
+        self.tasks: dict[str, tuple[str, str]] = {}
+        self.systems: dict[str, dict[str, Any]] = {}
+        for n in range(1, systems + 1):
+            self.add_system(f"node{n:03d}", mac=f"52:54:00:00:00:{n:02x}", ip=f"10.0.0.{n}")
+
+    @property
+    def meta_field(self) -> str:
+        return "autoinstall_meta" if self.generation >= 3 else "ks_meta"
+
+    def add_system(self, name: str, *, mac: str, ip: str) -> None:
+        self.systems[name] = {
+            "name": name,
+            "uid": secrets.token_hex(16),
+            "hostname": f"{name}.example",
+            "profile": "oneiric-x86_64",
+            "mgmt_classes": ["orchestra-ensemble-available"],
+            "netboot_enabled": False,
+            self.meta_field: "<<inherit>>",
+            "autoinstall" if self.generation >= 3 else "kickstart": "<<inherit>>",
+            "owners": "<<inherit>>",
+            "comment": "",
+            "power_type": "ipmilan",
+            "power_address": "127.0.0.1",
+            "power_user": "root",
+            "power_pass": f"bmc-secret-{name}",
+            "interfaces": {"eth0": {"mac_address": mac, "ip_address": ip, "dns_name": f"{name}.example"}},
+        }
+        self.power_state[name] = False
+
+    def expire_tokens(self) -> None:
+        """What Cobbler does when auth_token_expiration passes (or on logout)."""
+        self.tokens.clear()
+
+    # -- XML-RPC ----------------------------------------------------------------------------
+
+    def handle(self, body: bytes) -> bytes:
+        """One XML-RPC request body in, one response body (result or Fault) out."""
+        params, method = xmlrpc.client.loads(body)
+        try:
+            result = self.dispatch(str(method), params)
+            return xmlrpc.client.dumps((result,), methodresponse=True, allow_none=True).encode()
+        except xmlrpc.client.Fault as fault:
+            return xmlrpc.client.dumps(fault, methodresponse=True).encode()
+
+    def dispatch(self, method: str, params: tuple[Any, ...]) -> Any:
+        self.calls[method] += 1
+        handler = getattr(self, f"xmlrpc_{method}", None)
+        if handler is None or method in self.missing_methods:
+            raise cobbler_fault(
+                f"unknown remote method '{method}'" if self.generation >= 3 else "unknown remote method"
+            )
+        return handler(*params)
+
+    def _check_token(self, token: str) -> None:
+        if self.generation >= 3 and (not isinstance(token, str) or len(token) != 36):
+            raise cobbler_fault('"token" did not have the correct format or type!', "ValueError")
+        if token not in self.tokens:
+            raise cobbler_fault(f"invalid token: {token}")
+
+    def _system(self, name: str) -> dict[str, Any]:
+        if name not in self.systems:
+            raise cobbler_fault(f"internal error, unknown system name {name}")
+        return self.systems[name]
+
+    def xmlrpc_login(self, user: str, password: str) -> str:
+        if (user, password) != (self.user, self.password):
+            raise cobbler_fault(f"login failed ({user})" if self.generation >= 3 else f"login failed: {user}")
+        token = secrets.token_urlsafe(27)[:34] + "=="  # Cobbler's shape: 36 characters
+        self.tokens.add(token)
+        return token
+
+    def xmlrpc_logout(self, token: str) -> bool:
+        self.tokens.discard(token)
+        return True
+
+    def xmlrpc_version(self) -> float:
+        return 3.31 if self.generation >= 3 else 2.22
+
+    def xmlrpc_extended_version(self) -> dict[str, Any]:
+        return (
+            {"version": "3.3.10", "version_tuple": [3, 3, 10]}
+            if self.generation >= 3
+            else {
+                "version": "2.2.2",
+                "version_tuple": [2, 2, 2],
+            }
+        )
+
+    def xmlrpc_get_item_names(self, what: str) -> list[str]:
+        return sorted(self.systems) if what == "system" else []
+
+    def xmlrpc_find_system(self, criteria: dict[str, str], expand: bool = False) -> list[Any]:
+        if not criteria:
+            raise cobbler_fault("calling find with no arguments", "ValueError")
+        found = [s for s in self.systems.values() if all(_matches(s, k, v) for k, v in criteria.items())]
+        return [dict(s) if expand else s["name"] for s in sorted(found, key=lambda s: s["name"])]
+
+    def xmlrpc_get_system(self, name: str) -> Any:
+        return dict(self.systems[name]) if name in self.systems else "~"
+
+    def xmlrpc_get_systems(self) -> list[dict[str, Any]]:
+        return [dict(self.systems[n]) for n in sorted(self.systems)]
+
+    def xmlrpc_get_profiles(self) -> list[dict[str, Any]]:
+        return [{"name": "oneiric-x86_64", "distro": "oneiric-x86_64", "parent": ""}]
+
+    def xmlrpc_get_distros(self) -> list[dict[str, Any]]:
+        return [{"name": "oneiric-x86_64", "arch": "x86_64", "breed": "ubuntu", "os_version": "oneiric"}]
+
+    def xmlrpc_get_system_handle(self, name: str, token: str) -> str:
+        self._system(name)
+        return f"system::{name}"
+
+    def xmlrpc_xapi_object_edit(self, kind: str, name: str, op: str, attrs: dict[str, Any], token: str) -> bool:
+        self._check_token(token)
+        system = self._system(name)
+        interface = attrs.pop("interface", None)
+        for key, value in attrs.items():
+            if interface and key in ("mac_address", "ip_address", "dns_name", "netmask", "subnet"):
+                system["interfaces"].setdefault(interface, {})[key] = value
+            elif key in system:  # like 3.x modify_item: unknown attributes are silently ignored
+                system[key] = value
+        return True
+
+    def xmlrpc_modify_system(self, handle: str, field: str, value: Any, token: str) -> bool:
+        self._check_token(token)
+        system = self._system(handle.partition("::")[2])
+        if field == "modify_interface":
+            for key, val in value.items():
+                short, _, interface = key.partition("-")
+                names = {"macaddress": "mac_address", "ipaddress": "ip_address", "dnsname": "dns_name"}
+                system["interfaces"].setdefault(interface, {})[names.get(short, short)] = val
+            return True
+        if field not in system:
+            return False
+        system[field] = value
+        return True
+
+    def xmlrpc_save_system(self, handle: str, token: str) -> bool:
+        self._check_token(token)
+        return True
+
+    def xmlrpc_power_system(self, handle: str, operation: str, token: str) -> bool:
+        self._check_token(token)
+        name = handle.partition("::")[2]
+        self._system(name)
+        if name in self.failing_bmcs:
+            raise cobbler_fault("command failed (rc=1), please validate the physical setup and cobbler config")
+        if operation == "status":
+            return self.power_state[name]
+        if operation not in ("on", "off", "reboot"):
+            raise cobbler_fault(f"invalid power operation '{operation}', expected on/off/status/reboot")
+        self.power_state[name] = operation != "off"
+        return True
+
+    def xmlrpc_background_power_system(self, options: dict[str, Any], token: str) -> str:
+        self._check_token(token)
+        task_id = f"2026-01-01_000000_Power management ({options['power']})_{secrets.token_hex(8)}"
+        lines = [f"[{task_id}] INFO | start_task(power)"]
+        for name in options["systems"]:
+            system = self.systems.get(name)
+            lines.append(f"[{task_id}] INFO | power command input: action={options['power']}")
+            lines.append(f"password={system['power_pass'] if system else ''}")
+            if system is None:
+                lines.append(
+                    f"WARNING | failed to execute power task on {name}, exception: "
+                    f"'internal error, unknown system name {name}'"
+                )
+            elif name in self.failing_bmcs:
+                lines.append(
+                    f"WARNING | failed to execute power task on {name}, exception: "
+                    "'command failed (rc=1), please validate the physical setup and cobbler config'"
+                )
+            else:
+                self.power_state[name] = options["power"] != "off"
+        lines.append(f"[{task_id}] INFO | ### TASK COMPLETE ###")
+        self.tasks[task_id] = ("complete", "\n".join(lines) + "\n")
+        return task_id
+
+    def xmlrpc_get_task_status(self, task_id: str) -> list[Any]:
+        if task_id not in self.tasks:
+            raise cobbler_fault("no event with that id")
+        return [0.0, "Power management", self.tasks[task_id][0], []]
+
+    def xmlrpc_get_event_log(self, task_id: str) -> str:
+        return self.tasks[task_id][1] if task_id in self.tasks else "?"
+
+    def xmlrpc_sync(self, token: str) -> bool:
+        self._check_token(token)
+        return True
+
+
+def _matches(system: dict[str, Any], key: str, value: str) -> bool:
+    if key in system:
+        actual = system[key]
+        if isinstance(actual, list):
+            return value in actual
+        return fnmatch.fnmatch(str(actual).lower(), value.lower())
+    return any(fnmatch.fnmatch(str(i.get(key, "")), value) for i in system["interfaces"].values())
+
+
+@implementer(IResponse)
+class _Response:
+    version = (b"HTTP", 1, 1)
+    previousResponse = None  # noqa: N815 - IResponse attribute
+
+    def __init__(self, code: int, body: bytes) -> None:
+        self.code, self.phrase, self._body = code, b"OK" if code == 200 else b"Error", body
+        self.headers = Headers({b"Content-Type": [b"text/xml"]})
+        self.length = len(body)
+        self.request = None
+
+    def deliverBody(self, protocol: Any) -> None:  # noqa: N802 - IResponse
+        protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(web_client.ResponseDone()))
+
+    def setPreviousResponse(self, response: Any) -> None:  # noqa: N802
+        self.previousResponse = response
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
+@implementer(IAgent)
+class FakeCobblerAgent:
+    """Serves a FakeCobbler as an IAgent; `script` injects failures into the next requests, in order.
+
+    Script entries: "refuse" (connection refused), "reset" (connection lost before a response),
+    "hang" (never answers: only a timeout ends it), or an HTTP status code such as 503.
+    """
+
+    def __init__(self, cobbler: FakeCobbler, *, clock: IReactorTime | None = None, latency: float = 0.0) -> None:
+        self.cobbler, self.clock, self.latency = cobbler, clock, latency
+        self.script: list[str | int] = []
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,  # noqa: N803
+    ) -> Deferred[IResponse]:
+        self.requests += 1
+        collector = _Collector()
+        if bodyProducer is not None:
+            bodyProducer.startProducing(collector)  # type: ignore[arg-type]
+        action = self.script.pop(0) if self.script else None
+        if action == "refuse":
+            return fail(net_error.ConnectionRefusedError("fake: connection refused"))
+        if action == "reset":
+            return fail(web_client.ResponseNeverReceived([Failure(net_error.ConnectionLost("fake: reset"))]))
+        if action == "hang":
+            return Deferred(lambda d: None)
+        if isinstance(action, int):
+            return self._later(_Response(action, b"<html>fake error</html>"))
+        return self._later(_Response(200, self.cobbler.handle(b"".join(collector.parts))))
+
+    def _later(self, response: _Response) -> Deferred[IResponse]:
+        if not self.latency or self.clock is None:
+            return succeed(response)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+        def answer() -> _Response:
+            self.in_flight -= 1
+            return response
+
+        return deferLater(self.clock, self.latency, answer)
+
+
+class FakeCobblerResource(Resource):
+    """A FakeCobbler behind twisted.web, to serve on a real port (e.g. ``/RPC2``)."""
+
+    isLeaf = True  # noqa: N815 - twisted.web attribute
+
+    def __init__(self, cobbler: FakeCobbler, *, clock: IReactorTime | None = None, delay: float = 0.0) -> None:
+        super().__init__()
+        self.cobbler, self.clock, self.delay = cobbler, clock, delay
+
+    def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - twisted.web
+        body = self.cobbler.handle(request.content.read() if request.content is not None else b"")
+        request.setHeader(b"Content-Type", b"text/xml")
+        if not self.delay or self.clock is None:
+            return body
+
+        def finish() -> None:
+            if not request._disconnected:
+                request.write(body)
+                request.finish()
+
+        self.clock.callLater(self.delay, finish)
+        return server.NOT_DONE_YET

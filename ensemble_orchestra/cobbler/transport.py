@@ -1,0 +1,277 @@
+"""XML-RPC over Twisted's HTTP client: timeouts, a concurrency bound, retries on a schedule, call counts.
+
+This layer knows nothing about Cobbler's objects or tokens. It turns a method call into one HTTP
+POST, and every way that can go wrong into the error taxonomy (`errors`). Retryable failures
+(connection refused/reset, timeouts, HTTP 5xx) are retried on a `RetryPolicy`, whose delays are
+data and whose clock is injected, so tests drive time with `twisted.internet.task.Clock`.
+
+Connections are pooled (persistent HTTP/1.1 where the server allows it: Orchestra's Apache keeps
+connections alive; a bare cobblerd speaks HTTP/1.0 and closes each one).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xmlrpc.client
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.interfaces import IConsumer, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from zope.interface import implementer
+
+from .errors import CobblerError, CobblerInvalidRequest, error_from_failure, error_from_fault, error_from_http_status
+
+__all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy", "XmlRpcTransport", "make_agent"]
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait before each retry; ``len(delays)`` is the number of retries."""
+
+    delays: tuple[float, ...]
+
+    @classmethod
+    def exponential(
+        cls, *, initial: float = 0.5, factor: float = 2.0, maximum: float = 8.0, retries: int = 4
+    ) -> RetryPolicy:
+        """Bounded exponential backoff: initial, initial*factor, ... each capped at *maximum*."""
+        return cls(tuple(min(initial * factor**n, maximum) for n in range(retries)))
+
+
+DEFAULT_RETRY = RetryPolicy.exponential()  # 0.5, 1, 2, 4 s: gives a restarting cobblerd ~7.5 s
+NO_RETRY = RetryPolicy(())
+
+
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """The whole request body at once (Twisted's FileBodyProducer would need a cooperator)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:  # noqa: N802 - IBodyProducer
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        pass
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        pass
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+
+class _BodyReader(Protocol):
+    def __init__(self, finished: Deferred[bytes]) -> None:
+        self.finished = finished
+        self.parts: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 - IProtocol
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(b"".join(self.parts))
+        else:
+            self.finished.errback(reason)
+
+
+def _read_body(response: IResponse) -> Deferred[bytes]:
+    """The whole body; cancelling (the timeout) drops the connection so the pool never reuses it half-read.
+
+    Twisted's readBody would do this, but the transport its Agent hands to the body protocol has no
+    abortConnection, so its cancel cannot close anything (and it warns on every call).
+    """
+
+    def cancel(_: Deferred[bytes]) -> None:
+        if reader.transport is not None:
+            reader.transport.loseConnection()
+
+    finished: Deferred[bytes] = Deferred(cancel)
+    reader = _BodyReader(finished)
+    response.deliverBody(reader)
+    return finished
+
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _trust_root(ca_bundle: str | Path):  # type: ignore[no-untyped-def]
+    """A trust root holding every certificate of a PEM bundle (replaces the system CAs)."""
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    pems = _PEM_CERT.findall(Path(ca_bundle).read_bytes())
+    if not pems:
+        raise ValueError(f"no PEM certificate in CA bundle {ca_bundle}")
+    return trustRootFromCertificates([Certificate.loadPEM(pem) for pem in pems])
+
+
+# Idle pooled connections are closed before common server keep-alive timeouts (Apache: 5 s), so a
+# request is never written to a connection the server is closing (Twisted does not retry POSTs).
+IDLE_CONNECTION_TIMEOUT = 4  # seconds
+
+
+def make_agent(
+    reactor: IReactorTCP,
+    *,
+    persistent: bool = True,
+    max_persistent: int = 8,
+    ca_bundle: str | Path | None = None,
+) -> tuple[IAgent, HTTPConnectionPool]:
+    """An Agent with its own pool (never the global one); TLS verified by default."""
+    pool = HTTPConnectionPool(reactor, persistent=persistent)
+    pool.maxPersistentPerHost = max_persistent
+    pool.cachedConnectionTimeout = IDLE_CONNECTION_TIMEOUT
+    policy = BrowserLikePolicyForHTTPS(trustRoot=_trust_root(ca_bundle)) if ca_bundle else BrowserLikePolicyForHTTPS()
+    return Agent(reactor, contextFactory=policy, pool=pool), pool
+
+
+def _closes_after_response(response: IResponse) -> bool:
+    """An HTTP/1.0 answer without keep-alive: the server closes the connection (a bare cobblerd does).
+
+    Twisted's pool would keep such a connection (it only looks for "Connection: close"), and the
+    next request written to it fails with ResponseNeverReceived.
+    """
+    tokens = b",".join(response.headers.getRawHeaders(b"connection", [])).lower()
+    return tuple(response.version[1:]) == (1, 0) and b"keep-alive" not in tokens
+
+
+class XmlRpcTransport:
+    """Calls XML-RPC methods on one endpoint.
+
+    *reactor* provides IReactorTCP (and IReactorTime/IReactorPluggableNameResolver, as Twisted's Agent
+    needs); *clock* (default: the reactor) times timeouts and backoff. *agent* replaces the HTTP
+    client, for tests. `calls` counts HTTP requests per method, retries and failures included.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reactor: IReactorTCP,
+        *,
+        clock: IReactorTime | None = None,
+        timeout: float = 30.0,
+        max_concurrency: int = 8,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        ca_bundle: str | Path | None = None,
+        agent: IAgent | None = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"Cobbler URL must be http:// or https://, not {url!r}")
+        self.url = url
+        self.timeout = timeout
+        self.retry = retry
+        self.calls: Counter[str] = Counter()
+        self._clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
+        self._semaphore = DeferredSemaphore(max_concurrency)
+        self._reactor = reactor
+        self._ca_bundle = ca_bundle
+        self._pool: HTTPConnectionPool | None = None
+        if agent is None:
+            agent, self._pool = make_agent(reactor, max_persistent=max_concurrency, ca_bundle=ca_bundle)
+        self._agent = agent
+
+    async def call(
+        self,
+        method: str,
+        *args: Any,
+        timeout: float | None = None,
+        idempotent: bool = True,
+        secrets: Iterable[str] = (),
+    ) -> Any:
+        """The result of *method*(*args*), retried per the policy; raises a CobblerError.
+
+        A non-idempotent call is retried only when the request certainly never reached the server.
+        *secrets* are strings (token, password) to redact from any error text.
+        """
+        try:
+            body = xmlrpc.client.dumps(tuple(args), methodname=method, allow_none=False).encode("utf-8")
+        except TypeError as exc:
+            raise CobblerInvalidRequest(f"cannot encode the arguments as XML-RPC: {exc}", method=method) from None
+        limit = self.timeout if timeout is None else timeout
+        secrets = tuple(secrets)
+        delays = iter(self.retry.delays)
+        attempt = 1
+        while True:
+            try:
+                return await self._semaphore.run(self._attempt_with_timeout, method, body, limit, secrets)
+            except CobblerError as error:
+                delay = next(delays, None) if error.retryable else None
+                sent = getattr(error, "request_sent", None)
+                if delay is None or (not idempotent and sent is not False):
+                    raise
+                log.warn(
+                    "Cobbler call {method} failed ({error}); retry {attempt} in {delay}s",
+                    method=method,
+                    error=str(error),
+                    attempt=attempt,
+                    delay=delay,
+                )
+                attempt += 1
+                await deferLater(self._clock, delay)
+
+    def _attempt_with_timeout(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Deferred[Any]:
+        attempt = Deferred.fromCoroutine(self._attempt(method, body, limit, secrets))
+        return attempt.addTimeout(limit, self._clock)
+
+    async def _attempt(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Any:
+        self.calls[method] += 1
+        started = time.monotonic()
+        try:
+            response = await self._agent.request(
+                b"POST",
+                self.url.encode("ascii"),
+                Headers({b"Content-Type": [b"text/xml"], b"User-Agent": [b"ensemble-orchestra"]}),
+                _BytesProducer(body),
+            )
+            data = await _read_body(response)
+        except CobblerError:
+            raise
+        except Exception as exc:  # Twisted's failures, and CancelledError from the timeout
+            raise error_from_failure(exc, method, self.url, limit) from None
+        if self._pool is not None and self._pool.persistent and _closes_after_response(response):
+            self._stop_pooling()
+        if response.code != 200:
+            raise error_from_http_status(response.code, method, self.url)
+        try:
+            (result,), _ = xmlrpc.client.loads(data)
+        except xmlrpc.client.Fault as fault:
+            raise error_from_fault(fault, method, secrets) from None
+        except (ExpatError, xmlrpc.client.ResponseError, ValueError) as exc:
+            raise CobblerError(f"not an XML-RPC response from {self.url}: {exc}", method=method) from None
+        log.debug("Cobbler call {method} took {elapsed:.3f}s", method=method, elapsed=time.monotonic() - started)
+        return result
+
+    def _stop_pooling(self) -> None:
+        """Switch to one connection per request, for a server that will not keep connections alive."""
+        log.info("Cobbler at {url} closes connections after each call (HTTP/1.0): not pooling", url=self.url)
+        old = self._pool
+        self._agent, self._pool = make_agent(self._reactor, persistent=False, ca_bundle=self._ca_bundle)
+        if old is not None:
+            old.closeCachedConnections()
+
+    async def close(self) -> None:
+        """Close pooled connections (call before the reactor stops)."""
+        if self._pool is not None:
+            await self._pool.closeCachedConnections()
