@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from ensemble_orchestra.lab import processes
 from ensemble_orchestra.lab.lab import Lab
 from ensemble_orchestra.lab.layout import LabSpec
 from ensemble_orchestra.lab.testing import free_base_port

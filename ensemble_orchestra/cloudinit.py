@@ -87,8 +87,9 @@ def _config(data: MachineUserData) -> dict[str, Any]:
                 f"--provider-type={data.provider_type}",
             ]
         )
-    runcmd.append(["ensemble-agent", "machine", f"--machine-id={data.machine_id}",
-                   f"--zookeeper-servers={','.join(zookeeper)}"])
+    runcmd.append(
+        ["ensemble-agent", "machine", f"--machine-id={data.machine_id}", f"--zookeeper-servers={','.join(zookeeper)}"]
+    )
     if data.is_bootstrap:
         runcmd.append(["ensemble-agent", "provision", f"--zookeeper-servers={','.join(zookeeper)}"])
     config: dict[str, Any] = {

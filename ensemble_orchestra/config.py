@@ -56,8 +56,9 @@ ORCHESTRA_KEYS: tuple[Key, ...] = (
     Key("admin-secret", "secret protecting the environment's admin access (ZooKeeper)", required=True, secret=True),
     Key("acquired-mgmt-class", "Cobbler mgmt class of systems Ensemble has claimed", required=True),
     Key("available-mgmt-class", "Cobbler mgmt class of systems Ensemble may claim", required=True),
-    Key("default-series", "Ubuntu series installed when constraints name none (profile <series>-<arch>)",
-        required=True),
+    Key(
+        "default-series", "Ubuntu series installed when constraints name none (profile <series>-<arch>)", required=True
+    ),
     Key("storage-url", "WebDAV storage URL", default="http://<orchestra-server>/webdav"),
     Key("storage-user", "WebDAV user", default="<orchestra-user>"),
     Key("storage-pass", "WebDAV password", default="<orchestra-pass>", secret=True),
@@ -233,13 +234,18 @@ def parse_orchestra(
         try:
             keys = key_path.read_text().strip()
         except OSError as exc:
-            raise _fail(source, env, "authorized-keys-path", f"names {key_path}, which cannot be read "
-                        f"({exc.strerror})") from None
+            raise _fail(
+                source, env, "authorized-keys-path", f"names {key_path}, which cannot be read ({exc.strerror})"
+            ) from None
     else:
         keys = v["authorized-keys"] or _default_public_keys(home())
     if not keys:
-        raise _fail(source, env, "authorized-keys", "is not set and ~/.ssh has no id_*.pub: set it, or "
-                    "authorized-keys-path, or create a key with ssh-keygen")
+        raise _fail(
+            source,
+            env,
+            "authorized-keys",
+            "is not set and ~/.ssh has no id_*.pub: set it, or authorized-keys-path, or create a key with ssh-keygen",
+        )
 
     ca_bundle = None
     if v["ca-bundle"]:

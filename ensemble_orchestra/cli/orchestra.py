@@ -30,14 +30,20 @@ def _parser() -> argparse.ArgumentParser:
 
     up = lab_commands.add_parser("up", help="start the lab (creating and seeding it the first time)")
     up.add_argument("--dir", type=Path, default=None, help=dir_help)
-    up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
-                    help="XML-RPC on base+1, Cobbler HTTP base+2, WebDAV base+3, BMCs from base+10 (default %(default)s)")
+    up.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        help="XML-RPC on base+1, Cobbler HTTP base+2, WebDAV base+3, BMCs from base+10 (default %(default)s)",
+    )
     up.add_argument("--systems", type=int, default=DEFAULT_SYSTEMS, help="systems in the pool (default %(default)s)")
     up.add_argument("--env-name", default="lab", help="environment written to environments.yaml (default %(default)s)")
     up.add_argument("--no-env", action="store_true", help="do not write environments.yaml")
 
-    for name, text in (("down", "stop every process the lab started"),
-                       ("reset", "back to the seeded state: power off, re-seed Cobbler, empty the storage")):
+    for name, text in (
+        ("down", "stop every process the lab started"),
+        ("reset", "back to the seeded state: power off, re-seed Cobbler, empty the storage"),
+    ):
         sub = lab_commands.add_parser(name, help=text)
         sub.add_argument("--dir", type=Path, default=None, help=dir_help)
 
@@ -72,7 +78,9 @@ def _status_json(status: LabStatus) -> str:
         {
             "root": str(status.root),
             "running": status.running,
-            "servers": [{"name": s.name, "pid": s.pid, "address": s.address, "log": str(s.log)} for s in status.servers],
+            "servers": [
+                {"name": s.name, "pid": s.pid, "address": s.address, "log": str(s.log)} for s in status.servers
+            ],
             "systems": [
                 {
                     "name": s.name,
@@ -96,9 +104,12 @@ def _lab(args: argparse.Namespace) -> int:
             raise UsageError("--systems must be between 1 and 1000")
         if not 1024 <= args.base_port <= 65535 - 10 - args.systems:
             raise UsageError(f"--base-port must leave room for {args.systems + 10} ports below 65536")
-        spec = lab.up(LabSpec(base_port=args.base_port, systems=args.systems),
-                      env_name=None if args.no_env else args.env_name)
-        print(f"lab up in {lab.layout.root}: {spec.systems} systems, Cobbler at http://127.0.0.1:{spec.xmlrpc_port}/RPC2")
+        spec = lab.up(
+            LabSpec(base_port=args.base_port, systems=args.systems), env_name=None if args.no_env else args.env_name
+        )
+        print(
+            f"lab up in {lab.layout.root}: {spec.systems} systems, Cobbler at http://127.0.0.1:{spec.xmlrpc_port}/RPC2"
+        )
         if not args.no_env:
             print(f"environment '{args.env_name}' written to environments.yaml")
     elif args.lab_command == "down":

@@ -238,6 +238,7 @@ TRANSPORT_TABLE: tuple[tuple[tuple[type[BaseException], ...], type[CobblerError]
             web_client.ResponseNeverReceived,
             web_client.ResponseFailed,
             web_client.RequestTransmissionFailed,
+            web_client.PartialDownloadError,  # http.body.read_body: the body was cut short
             net_error.ConnectionLost,
             net_error.ConnectionDone,
             ConnectionError,

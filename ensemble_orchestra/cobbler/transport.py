@@ -21,18 +21,15 @@ from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
-from twisted.internet.interfaces import IConsumer, IReactorTCP, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
-from zope.interface import implementer
+from twisted.web.iweb import IAgent, IResponse
 
+from ..http.body import BytesBody, read_body
 from .errors import CobblerError, CobblerInvalidRequest, error_from_failure, error_from_fault, error_from_http_status
 
 __all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy", "XmlRpcTransport", "make_agent"]
@@ -56,62 +53,6 @@ class RetryPolicy:
 
 DEFAULT_RETRY = RetryPolicy.exponential()  # 0.5, 1, 2, 4 s: gives a restarting cobblerd ~7.5 s
 NO_RETRY = RetryPolicy(())
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """The whole request body at once (Twisted's FileBodyProducer would need a cooperator)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:  # noqa: N802 - IBodyProducer
-        consumer.write(self._body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        pass
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        pass
-
-    def stopProducing(self) -> None:  # noqa: N802
-        pass
-
-
-class _BodyReader(Protocol):
-    def __init__(self, finished: Deferred[bytes]) -> None:
-        self.finished = finished
-        self.parts: list[bytes] = []
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 - IProtocol
-        if self.finished.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self.parts))
-        else:
-            self.finished.errback(reason)
-
-
-def _read_body(response: IResponse) -> Deferred[bytes]:
-    """The whole body; cancelling (the timeout) drops the connection so the pool never reuses it half-read.
-
-    Twisted's readBody would do this, but the transport its Agent hands to the body protocol has no
-    abortConnection, so its cancel cannot close anything (and it warns on every call).
-    """
-
-    def cancel(_: Deferred[bytes]) -> None:
-        if reader.transport is not None:
-            reader.transport.loseConnection()
-
-    finished: Deferred[bytes] = Deferred(cancel)
-    reader = _BodyReader(finished)
-    response.deliverBody(reader)
-    return finished
 
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
@@ -243,9 +184,9 @@ class XmlRpcTransport:
                 b"POST",
                 self.url.encode("ascii"),
                 Headers({b"Content-Type": [b"text/xml"], b"User-Agent": [b"ensemble-orchestra"]}),
-                _BytesProducer(body),
+                BytesBody(body),
             )
-            data = await _read_body(response)
+            data = await read_body(response)
         except CobblerError:
             raise
         except Exception as exc:  # Twisted's failures, and CancelledError from the timeout

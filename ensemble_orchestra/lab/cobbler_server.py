@@ -213,4 +213,3 @@ def svc_argv(layout: LabLayout, spec: LabSpec, venv: Path) -> list[str]:
         "--webdir",
         str(layout.cobbler_root / "var/www/cobbler"),
     ]
-

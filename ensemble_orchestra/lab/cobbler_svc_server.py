@@ -23,7 +23,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        sys.stdout.write("%s %s\n" % (self.address_string(), format % args))
+        sys.stdout.write(f"{self.address_string()} {format % args}\n")
         sys.stdout.flush()
 
 
@@ -43,7 +43,7 @@ def make_app(svc_app, webdir):
             return svc_app(environ, start_response)
         for prefix in ("/cblr/", "/cobbler/"):
             if path.startswith(prefix):
-                rel = posixpath.normpath(path[len(prefix):]).lstrip("/")
+                rel = posixpath.normpath(path[len(prefix) :]).lstrip("/")
                 full = os.path.join(webdir, rel)
                 if not rel.startswith("..") and os.path.isfile(full):
                     ctype = mimetypes.guess_type(full)[0] or "application/octet-stream"
@@ -68,7 +68,7 @@ def main():
     args = parser.parse_args()
     app = make_app(_load_svc(args.svc), args.webdir)
     server = make_server(args.host, args.port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    print("cobbler svc listening on http://%s:%d/cblr/svc/" % (args.host, args.port), flush=True)
+    print(f"cobbler svc listening on http://{args.host}:{args.port}/cblr/svc/", flush=True)
     server.serve_forever()
 
 

@@ -89,4 +89,3 @@ def merge_environment(path: Path, name: str, environment: dict[str, Any]) -> Non
     if "default" not in data and len(environments) == 1:
         data.insert(0, "default", name)
     _write(path, data)
-

@@ -69,20 +69,11 @@ def _find_program(name: str) -> str | None:
     return shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 
-def _tcp_port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LAB_HOST, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
-
-
-def _udp_port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _port_free(port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
+    """Whether *port* (TCP or UDP) can be bound on the lab's address right now."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LAB_HOST, port))
         except OSError as exc:
@@ -134,7 +125,9 @@ class Lab:
     def up(self, spec: LabSpec, env_name: str | None = "lab") -> LabSpec:
         """Start every server of the lab (creating and seeding it the first time)."""
         if self.is_running():
-            raise LabError(f"a lab is already running in {self.layout.root}: 'lab status' shows it, 'lab down' stops it")
+            raise LabError(
+                f"a lab is already running in {self.layout.root}: 'lab status' shows it, 'lab down' stops it"
+            )
         if self.layout.spec_file.exists():
             saved = LabSpec.load(self.layout.spec_file)
             if (saved.base_port, saved.systems) != (spec.base_port, spec.systems):
@@ -186,12 +179,12 @@ class Lab:
             )
         labels = {spec.xmlrpc_port: "Cobbler XML-RPC", spec.http_port: "Cobbler HTTP", spec.webdav_port: "WebDAV"}
         for port, label in labels.items():
-            if not _tcp_port_free(port):
+            if not _port_free(port):
                 raise LabError(
                     f"port {port} ({label}) on {LAB_HOST} is in use: stop what holds it or choose another --base-port"
                 )
         for system in spec.all_systems():
-            if not _udp_port_free(system.bmc_port):
+            if not _port_free(system.bmc_port, socket.SOCK_DGRAM):
                 raise LabError(
                     f"UDP port {system.bmc_port} (BMC of {system.name}) on {LAB_HOST} is in use:"
                     " choose another --base-port"

@@ -93,9 +93,7 @@ class LabCobbler:
             }
             server.xapi_object_edit("distro", name, "edit" if name in existing_distros else "add", distro, token)
             profile = {"name": name, "distro": name, "autoinstall": PRESEED_NAME}
-            server.xapi_object_edit(
-                "profile", name, "edit" if name in existing_profiles else "add", profile, token
-            )
+            server.xapi_object_edit("profile", name, "edit" if name in existing_profiles else "add", profile, token)
         self.add_systems(self.spec.all_systems())
 
     def add_systems(self, systems: Iterable[SystemSpec]) -> None:

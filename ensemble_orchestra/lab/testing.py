@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import socket
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lab import Lab, _tcp_port_free, _udp_port_free
+from .lab import Lab, _port_free
 from .layout import LabSpec
 from .seed import LabCobbler
 
@@ -20,7 +21,9 @@ def free_base_port(systems: int, *, low: int = 30000, high: int = 60000, tries: 
     for _ in range(tries):
         base = rng.randrange(low, high - systems - 20, 20)
         spec = LabSpec(base_port=base, systems=systems)
-        if all(_tcp_port_free(p) for p in spec.tcp_ports()) and all(_udp_port_free(p) for p in spec.udp_ports()):
+        if all(_port_free(p) for p in spec.tcp_ports()) and all(
+            _port_free(p, socket.SOCK_DGRAM) for p in spec.udp_ports()
+        ):
             return base
     raise RuntimeError("no free port range found for a lab")
 

@@ -108,6 +108,7 @@ EXCEPTION_ERRORS: tuple[tuple[type[BaseException], type[StorageError]], ...] = (
     (client.ResponseNeverReceived, StorageUnavailable),
     (client.ResponseFailed, StorageUnavailable),
     (client.RequestTransmissionFailed, StorageUnavailable),
+    (client.PartialDownloadError, StorageUnavailable),  # http.body.read_body: the body was cut short
     (OSError, StorageUnavailable),
 )
 

@@ -28,8 +28,14 @@ def _reactor():  # type: ignore[no-untyped-def]
 def storages(lab: RunningLab) -> Iterator[list[WebDAVStorage]]:
     """Twenty independent clients (own connection pools), as twenty claimers would have."""
     made = [
-        open_webdav_storage(_reactor(), webdav_url(lab.spec), f"environments/env{i}", lab.spec.storage_user,
-                            lab.spec.storage_password, timeout=10)
+        open_webdav_storage(
+            _reactor(),
+            webdav_url(lab.spec),
+            f"environments/env{i}",
+            lab.spec.storage_user,
+            lab.spec.storage_password,
+            timeout=10,
+        )
         for i in range(20)
     ]
     yield made

@@ -142,9 +142,7 @@ def test_reset_returns_cobbler_bmcs_and_storage_to_the_seeded_state(lab: Running
     server, token = lab.cobbler(), lab.token()
     first, second = lab.spec.system(0), lab.spec.system(1)
     server.xapi_object_edit("system", first.name, "edit", {"mgmt_classes": ["somebody-else"]}, token)
-    server.xapi_object_edit(
-        "system", "intruder", "add", {"name": "intruder", "profile": "precise-x86_64"}, token
-    )
+    server.xapi_object_edit("system", "intruder", "add", {"name": "intruder", "profile": "precise-x86_64"}, token)
     server.power_system(server.get_system_handle(second.name, token), "on", token)
     auth = HTTPDigestAuth(lab.spec.storage_user, lab.spec.storage_password)
     assert requests.put(webdav_url(lab.spec) + "left-behind", data=b"x", auth=auth, timeout=10).ok
@@ -160,7 +158,6 @@ def test_reset_returns_cobbler_bmcs_and_storage_to_the_seeded_state(lab: Running
 
 def test_status_shows_servers_systems_power_and_logs(lab: RunningLab) -> None:
     """`lab status` reports every server with pid and log, and each system's Cobbler state and power."""
-    from ensemble_orchestra.cli.orchestra import main
 
     server, token = lab.cobbler(), lab.token()
     system = lab.spec.system(6)

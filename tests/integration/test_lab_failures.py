@@ -42,8 +42,9 @@ def test_port_in_use_is_one_line_and_starts_nothing(lab_parent: Path, capsys: py
     assert not Lab(root).is_running()
 
 
-def test_a_server_that_dies_at_start_stops_the_rest(lab_parent: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_that_dies_at_start_stops_the_rest(
+    lab_parent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """cobblerd exiting at start: LabError naming it and its log; every other server is stopped."""
     broken = tmp_path / "broken-cobbler"
     (broken / "bin").mkdir(parents=True)

@@ -20,8 +20,13 @@ KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB admin@ws", "ssh-rsa AAAAB3Nza ot
 
 
 def bootstrap() -> MachineUserData:
-    return MachineUserData(machine_id="0", provider_type="orchestra", authorized_keys=KEYS,
-                           instance_id="abc123", admin_secret=Secret("the-admin-secret"))
+    return MachineUserData(
+        machine_id="0",
+        provider_type="orchestra",
+        authorized_keys=KEYS,
+        instance_id="abc123",
+        admin_secret=Secret("the-admin-secret"),
+    )
 
 
 def test_bootstrap_node_runs_zookeeper_and_the_provisioning_agent() -> None:
@@ -30,8 +35,12 @@ def test_bootstrap_node_runs_zookeeper_and_the_provisioning_agent() -> None:
     config = yaml.safe_load(text)
     assert config["ssh_authorized_keys"] == KEYS
     assert "zookeeperd" in config["packages"]
-    assert config["machine-data"] == {"machine-id": "0", "ensemble-provider-type": "orchestra",
-                                      "ensemble-zookeeper-hosts": "localhost:2181", "instance-id": "abc123"}
+    assert config["machine-data"] == {
+        "machine-id": "0",
+        "ensemble-provider-type": "orchestra",
+        "ensemble-zookeeper-hosts": "localhost:2181",
+        "instance-id": "abc123",
+    }
     commands = [" ".join(c) for c in config["runcmd"]]
     assert any(c.startswith("ensemble-admin initialize --instance-id=abc123") for c in commands)
     assert any("ensemble-agent provision" in c for c in commands)
@@ -40,8 +49,13 @@ def test_bootstrap_node_runs_zookeeper_and_the_provisioning_agent() -> None:
 
 
 def test_other_machines_join_the_bootstrap_zookeeper() -> None:
-    data = MachineUserData(machine_id="3", provider_type="orchestra", authorized_keys=KEYS[:1],
-                           instance_id="uid3", zookeeper_hosts=["node001.lab:2181"])
+    data = MachineUserData(
+        machine_id="3",
+        provider_type="orchestra",
+        authorized_keys=KEYS[:1],
+        instance_id="uid3",
+        zookeeper_hosts=["node001.lab:2181"],
+    )
     config = yaml.safe_load(render_user_data(data))
     assert "zookeeperd" not in config["packages"]
     assert config["machine-data"]["ensemble-zookeeper-hosts"] == "node001.lab:2181"

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from ensemble_orchestra.cobbler import (
@@ -23,21 +22,9 @@ from ensemble_orchestra.cobbler import (
     TaskPolling,
 )
 from ensemble_orchestra.cobbler.testing import FakeCobbler, FakeCobblerAgent, FakeCobblerResource
+from ensemble_orchestra.testing import result_of, start
 
 URL = "http://cobbler.test/RPC2"
-
-
-def start(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
-    return Deferred.fromCoroutine(coroutine)
-
-
-def result_of(d: Deferred[Any]) -> Any:
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "the call has not finished"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 def make(fake: FakeCobbler | None = None, *, latency: float = 0.0, **options: Any):  # type: ignore[no-untyped-def]

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.web.iweb import IAgent
 from twisted.web.server import Site
 from zope.interface.verify import verifyObject
@@ -27,22 +23,9 @@ from ensemble_orchestra.cobbler import (
     XmlRpcTransport,
 )
 from ensemble_orchestra.cobbler.testing import FakeCobbler, FakeCobblerAgent, FakeCobblerResource
+from ensemble_orchestra.testing import result_of, start
 
 URL = "http://cobbler.test/RPC2"
-
-
-def start(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
-    return Deferred.fromCoroutine(coroutine)
-
-
-def result_of(d: Deferred[Any]) -> Any:
-    """The Deferred's result now (it must have fired), raising its failure."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "the call has not finished"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 def make(

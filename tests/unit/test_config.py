@@ -57,8 +57,11 @@ def test_defaults_derive_from_the_server_and_user() -> None:
         ({"orchestra-pass": {"x": 1}}, "orchestra-pass", "must be a string"),
         ({"orchestra-pass": "  "}, "orchestra-pass", "must not be empty"),
         ({"authorized-keys-path": "/etc/hostname"}, "authorized-keys", "exclusive"),
-        ({"authorized-keys": None, "authorized-keys-path": "/nonexistent/keys"}, "authorized-keys-path",
-         "cannot be read"),
+        (
+            {"authorized-keys": None, "authorized-keys-path": "/nonexistent/keys"},
+            "authorized-keys-path",
+            "cannot be read",
+        ),
         ({"authorized-keys": None}, "authorized-keys", "ssh-keygen"),
         ({"ca-bundle": "/nonexistent.pem"}, "ca-bundle", "not a file"),
         ({"orchestra-passwd": "x"}, "orchestra-passwd", "not an orchestra setting"),
@@ -142,9 +145,12 @@ def test_fuzzed_files_fail_with_one_line_or_parse(tmp_path_factory, text: str) -
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(sorted(GOOD) + ["power-timeout", "storage-url", "placement"]),
-                       st.one_of(st.none(), st.text(max_size=20), st.integers(), st.booleans(),
-                                 st.lists(st.integers(), max_size=2))))
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(GOOD) + ["power-timeout", "storage-url", "placement"]),
+        st.one_of(st.none(), st.text(max_size=20), st.integers(), st.booleans(), st.lists(st.integers(), max_size=2)),
+    )
+)
 def test_fuzzed_environments_fail_with_one_line_or_parse(changes) -> None:
     try:
         parse(**changes)

@@ -23,7 +23,9 @@ def test_bmc_passwords_survive_a_save_and_load(tmp_path) -> None:
 
 
 def test_cobbler_paths_are_rewritten_into_the_lab_root(tmp_path) -> None:
-    source = 'a = "/var/lib/cobbler/collections"\nb = "/srv/tftpboot"\nc = "/usr/sbin/fence_"\nd = "/x/var/lib/cobbler"\n'
+    source = (
+        'a = "/var/lib/cobbler/collections"\nb = "/srv/tftpboot"\nc = "/usr/sbin/fence_"\nd = "/x/var/lib/cobbler"\n'
+    )
     out = _rewrite(source, tmp_path)
     assert f'"{tmp_path}/var/lib/cobbler/collections"' in out
     assert f'"{tmp_path}/srv/tftpboot"' in out

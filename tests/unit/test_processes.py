@@ -16,8 +16,9 @@ def _sleeper() -> subprocess.Popen[bytes]:
 
 def test_start_record_and_stop(tmp_path: Path) -> None:
     pid_file, log = tmp_path / "run" / "s.pid", tmp_path / "logs" / "s.log"
-    pid = processes.start_process([sys.executable, "-c", "print('hi', flush=True); import time; time.sleep(30)"],
-                                  pid_file, log)
+    pid = processes.start_process(
+        [sys.executable, "-c", "print('hi', flush=True); import time; time.sleep(30)"], pid_file, log
+    )
     assert processes.running_pid(pid_file) == pid
     assert processes.wait_until(lambda: b"hi" in log.read_bytes(), timeout=10)
     assert processes.stop_process(pid_file) is True
@@ -50,7 +51,9 @@ def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    )
     log = tmp_path / "k.log"
     pid = processes.start_process([sys.executable, "-c", code], tmp_path / "k.pid", log)
     assert processes.wait_until(lambda: b"ready" in log.read_bytes(), timeout=10)

@@ -9,8 +9,15 @@ from ensemble_orchestra.secret import MASK, Secret, reveal
 
 def test_every_way_of_printing_masks(caplog: pytest.LogCaptureFixture) -> None:
     secret = Secret("hunter2")
-    shown = [repr(secret), str(secret), f"{secret}", "%s" % secret, "{}".format(secret), str([secret]),
-             str({"pass": secret})]
+    shown = [
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        "%s" % secret,  # noqa: UP031 - the old operator must mask too
+        f"{secret}",
+        str([secret]),
+        str({"pass": secret}),
+    ]
     assert all("hunter2" not in text for text in shown)
     assert MASK in str(secret)
     with caplog.at_level(logging.INFO):

@@ -69,12 +69,18 @@ def _wrapped(exc: Exception) -> client.ResponseNeverReceived:
     return client.ResponseNeverReceived([Failure(exc)])
 
 
+def _example(exc_type: type[BaseException]) -> BaseException:
+    """An instance of each exception type the table maps."""
+    if exc_type is client.ResponseNeverReceived:
+        return exc_type([])
+    if exc_type is client.PartialDownloadError:
+        return exc_type(200, b"body truncated", b"")
+    return exc_type("x")
+
+
 @pytest.mark.parametrize(
     ("exc", "cls"),
-    [
-        (exc_type("x") if exc_type is not client.ResponseNeverReceived else exc_type([]), cls)
-        for exc_type, cls in EXCEPTION_ERRORS
-    ]
+    [(_example(exc_type), cls) for exc_type, cls in EXCEPTION_ERRORS]
     + [
         (error.ConnectionRefusedError(), StorageUnavailable),
         (error.DNSLookupError("no.such.host"), StorageUnavailable),
