@@ -332,7 +332,7 @@ class CobblerClient:
     # -- power -------------------------------------------------------------------------------
 
     async def power(self, name: str, operation: str) -> bool:
-        """Run *operation* (on/off/reboot/status) on *name* through Cobbler's fence agent; 2 calls.
+        """Run *operation* (on/off/reboot/status) on *name* through Cobbler's fence agent; 1 call on 3.x.
 
         Returns whether the system is powered on afterwards: the status Cobbler read for "status";
         for on/off/reboot, the state Cobbler's fence agent reached (it exits 0 only after seeing
@@ -341,7 +341,7 @@ class CobblerClient:
         """
         if operation not in POWER_OPERATIONS:
             raise CobblerInvalidRequest(f"power operation must be one of {sorted(POWER_OPERATIONS)}, not {operation!r}")
-        handle = await self._call_authed("get_system_handle", name)
+        handle = await self._system_handle(name)
         try:
             result = await self._call_authed(
                 "power_system", handle, operation, timeout=self.power_timeout, idempotent=False
@@ -355,6 +355,14 @@ class CobblerClient:
                 raise CobblerPowerError(f"Cobbler returned no power status for {name}: {result!r}", systems=(name,))
             return result
         return operation != "off"
+
+    async def _system_handle(self, name: str) -> str:
+        """The handle power_system takes. Cobbler 3 handles are the stateless string ``system::<name>``
+        (``get_item_handle`` only formats it), so on 3.x it costs no call; 2.x keeps handles in a
+        server-side cache and needs ``get_system_handle``."""
+        if (await self.server_version()).major >= 3:
+            return f"system::{name}"
+        return str(await self._call_authed("get_system_handle", name))
 
     async def background_power(
         self, names: Iterable[str], operation: str, *, polling: TaskPolling | None = None

@@ -165,6 +165,11 @@ FAULT_TABLE: tuple[FaultRule, ...] = (
     _rule(r"login failed", CobblerAuthError, "3.x 'login failed (USER)', 2.x 'login failed: USER'"),
     _rule(r"authorization failure", CobblerAuthError, "user authenticated but not allowed"),
     _rule(r"unknown system name", CobblerNotFound, "edit/handle/power of a missing system"),
+    _rule(
+        r"'NoneType' object has no attribute 'power_",
+        CobblerNotFound,
+        "3.x power_system on a 'system::NAME' handle whose system does not exist",
+    ),
     _rule(r"no event with that id", CobblerNotFound, "unknown or expired task id"),
     _rule(r"unknown remote method|is not supported", CobblerMethodMissing, "older server lacks the method"),
     _rule(r"command failed \(rc=", CobblerPowerError, "fence agent failed after Cobbler's 3 tries"),

@@ -287,3 +287,17 @@ async def test_unreachable_cobbler_is_unavailable_after_bounded_retries() -> Non
     assert client.calls["login"] == 4
     assert isinstance(caught.value, CobblerError)
     await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_power_costs_one_call_on_cobbler3_and_names_a_missing_system(lab: RunningLab) -> None:
+    """Cobbler 3 handles are 'system::NAME' strings, so a power operation is one power_system call."""
+    client = client_for(lab)
+    await client.login()
+    await client.server_version()
+    before = sum(client.calls.values())
+    assert await client.power(lab.spec.system(0).name, "status") is False
+    assert sum(client.calls.values()) - before == 1
+    with pytest.raises(CobblerNotFound):
+        await client.power("no-such-system", "status")
+    await client.close()

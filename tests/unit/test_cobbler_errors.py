@@ -47,6 +47,7 @@ CAPTURED_FAULTS = [
     ("xapi_object_edit", f"{CX}:'authorization failure for user ensemble'", CobblerAuthError),
     ("xapi_object_edit", f"{CX}:'internal error, unknown system name nosuch'", CobblerNotFound),
     ("get_system_handle", f"{CX}:'internal error, unknown system name nosuch'", CobblerNotFound),
+    ("power_system", "<class 'AttributeError'>:'NoneType' object has no attribute 'power_type'", CobblerNotFound),
     ("get_task_status", f"{CX}:'no event with that id'", CobblerNotFound),
     ("no_such_method", f"{CX}:\"unknown remote method 'no_such_method'\"", CobblerMethodMissing),
     ("xapi_object_edit", f"{CX}:'unknown remote method'", CobblerMethodMissing),  # 2.x
