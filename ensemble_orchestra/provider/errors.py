@@ -1,0 +1,52 @@
+"""The provider's errors: what a user of `ensemble` sees when a launch or release fails."""
+
+from __future__ import annotations
+
+__all__ = [
+    "EnvironmentAlreadyBootstrapped",
+    "EnvironmentNotBootstrapped",
+    "MachinesNotFound",
+    "NoMatchingSystems",
+    "PowerError",
+    "ProviderError",
+    "ReleaseFailed",
+]
+
+
+class ProviderError(Exception):
+    """Base of the provider's errors; str() is one line naming the system or environment."""
+
+
+class NoMatchingSystems(ProviderError):
+    """No available system matches the constraints (or all were claimed by others meanwhile)."""
+
+
+class PowerError(ProviderError):
+    """A system's power could not be set or confirmed; names the system."""
+
+    def __init__(self, message: str, system: str) -> None:
+        super().__init__(message)
+        self.system = system
+
+
+class MachinesNotFound(ProviderError):
+    def __init__(self, instance_ids: list[str]) -> None:
+        super().__init__(f"no machine(s) {', '.join(instance_ids)} in this environment")
+        self.instance_ids = instance_ids
+
+
+class EnvironmentAlreadyBootstrapped(ProviderError):
+    pass
+
+
+class EnvironmentNotBootstrapped(ProviderError):
+    pass
+
+
+class ReleaseFailed(ProviderError):
+    """Some machines could not be released; every failure is listed (the others were released)."""
+
+    def __init__(self, failures: dict[str, BaseException]) -> None:
+        detail = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
+        super().__init__(f"{len(failures)} machine(s) could not be released: {detail}")
+        self.failures = failures

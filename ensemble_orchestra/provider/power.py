@@ -1,0 +1,76 @@
+"""Power a system through Cobbler and confirm the state it reached: act, then poll on a schedule.
+
+Cobbler's fence agent exits 0 once the BMC reports the state, but a BMC can
+accept a command and a server still fail to come up; so every action is
+followed by status queries until the wanted state is seen or the timeout
+passes. The schedule is data and the clock is injected, so tests never sleep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from ..cobbler import CobblerClient, CobblerError
+from .errors import PowerError
+
+__all__ = ["PowerController", "PowerSchedule"]
+
+_log = Logger()
+
+
+@dataclass(frozen=True)
+class PowerSchedule:
+    """Seconds between status polls (the last repeats) and the overall bound."""
+
+    waits: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    timeout: float = 120.0
+
+
+class PowerController:
+    def __init__(self, client: CobblerClient, clock: IReactorTime, schedule: PowerSchedule | None = None) -> None:
+        self._client = client
+        self._clock = clock
+        self.schedule = schedule or PowerSchedule()
+
+    async def boot_for_install(self, name: str) -> str:
+        """Make *name* boot now (so it PXE-boots): reboot if on, on if off; returns the action taken."""
+        try:
+            running = await self._client.power(name, "status")
+            action = "reboot" if running else "on"
+            await self._client.power(name, action)
+        except CobblerError as error:
+            raise PowerError(f"could not power on {name}: {error}", name) from None
+        await self.confirm(name, on=True)
+        return action
+
+    async def power_off(self, name: str) -> None:
+        try:
+            await self._client.power(name, "off")
+        except CobblerError as error:
+            raise PowerError(f"could not power off {name}: {error}", name) from None
+        await self.confirm(name, on=False)
+
+    async def confirm(self, name: str, *, on: bool) -> None:
+        """Poll the power status until it is *on*; PowerError after the schedule's timeout."""
+        start = self._clock.seconds()
+        attempt = 0
+        while True:
+            try:
+                if await self._client.power(name, "status") is on:
+                    return
+            except CobblerError as error:
+                _log.warn("power status of {name} failed: {error}", name=name, error=str(error))
+            elapsed = self._clock.seconds() - start
+            if elapsed >= self.schedule.timeout:
+                state = "on" if on else "off"
+                raise PowerError(
+                    f"{name} was not confirmed powered {state} within {self.schedule.timeout:.0f} s; check its BMC",
+                    name,
+                )
+            wait = self.schedule.waits[min(attempt, len(self.schedule.waits) - 1)]
+            attempt += 1
+            await deferLater(self._clock, min(wait, self.schedule.timeout - elapsed))

@@ -1,0 +1,151 @@
+"""The orchestra provider against the lab's real cobblerd, fence_ipmilan/ipmi_sim BMCs and Apache mod_dav."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+import pytest_twisted
+import yaml
+from twisted.internet import defer
+from zope.interface.verify import verifyObject
+
+from ensemble_orchestra.cloudinit import render_user_data  # noqa: F401 - documents where user data comes from
+from ensemble_orchestra.interfaces import IMachineProvider, IProviderMachine
+from ensemble_orchestra.lab import bmc
+from ensemble_orchestra.lab.envfile import lab_environment
+from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
+from ensemble_orchestra.lab.testing import RunningLab
+from ensemble_orchestra.provider import create_orchestra_provider
+from ensemble_orchestra.provider.errors import EnvironmentAlreadyBootstrapped, PowerError
+from ensemble_orchestra.provider.orchestra import ENV_KEY, USER_DATA_KEY, OrchestraProvider
+from ensemble_orchestra.provider.power import PowerSchedule
+
+pytestmark = pytest.mark.lab
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYmtleWxhYmtleWxhYmtleWxhYmtleQ lab@test"
+
+
+def _data(machine_id: str, **constraints: str) -> dict:
+    return {"machine-id": machine_id, "zookeeper-hosts": ["node001.lab.ensemble:2181"], "constraints": constraints}
+
+
+def _reactor():  # type: ignore[no-untyped-def]
+    from twisted.internet import reactor
+
+    return reactor
+
+
+@pytest.fixture
+def make_provider(lab: RunningLab) -> Iterator:
+    made: list[OrchestraProvider] = []
+
+    def make(env: str = "alpha", **overrides) -> OrchestraProvider:
+        raw = {k: v for k, v in lab_environment(lab.spec, lab.layout).items()}
+        raw.update({"authorized-keys": KEY, "power-timeout": 20, **overrides})
+        provider = create_orchestra_provider(env, raw, _reactor())
+        provider.power.schedule = PowerSchedule(waits=(0.1, 0.2, 0.5), timeout=20)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        pytest_twisted.blockon(defer.Deferred.fromCoroutine(provider.client.close()))
+        pytest_twisted.blockon(provider.storage.close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_bootstrap_claims_records_and_powers_on_one_system(make_provider, lab: RunningLab) -> None:
+    provider = make_provider()
+    assert verifyObject(IMachineProvider, provider)
+    [machine] = await provider.bootstrap({})
+    assert verifyObject(IProviderMachine, machine)
+    assert machine.state == "pending" and machine.machine_id == "0"
+
+    server = lab.cobbler()
+    record = server.get_system(machine.system_name)
+    assert record["uid"] == machine.instance_id
+    assert record["mgmt_classes"] == [ACQUIRED_CLASS]
+    assert record["netboot_enabled"] is True
+    assert record["profile"] == "oneiric-x86_64"
+    meta = record["autoinstall_meta"]
+    assert meta[ENV_KEY] == "alpha" and meta["ensemble_machine_id"] == "0"
+    user_data = base64.b64decode(meta[USER_DATA_KEY]).decode()
+    assert user_data.startswith("#cloud-config\n")
+    assert yaml.safe_load(user_data)["machine-data"]["instance-id"] == machine.instance_id
+    assert KEY in user_data and lab.spec.admin_secret not in user_data
+    # Power went the real way: fence_ipmilan turned the BMC on and the system booted.
+    assert bmc.power_is_on(lab.system_dir(machine.system_name))
+    # Provider state was saved (before power-on) and a second bootstrap is refused.
+    assert await provider.load_state() == {"zookeeper-instances": [machine.instance_id]}
+    with pytest.raises(EnvironmentAlreadyBootstrapped, match="already bootstrapped"):
+        await provider.bootstrap({})
+    assert [m.instance_id for m in await provider.get_machines()] == [machine.instance_id]
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_machines_is_one_call_and_scoped_to_the_environment(make_provider, lab: RunningLab) -> None:
+    alpha, alpha2 = make_provider("alpha"), make_provider("alpha2")
+    mine = await alpha.start_machines([_data(str(i)) for i in range(1, 4)])
+    other = await alpha2.start_machines([_data("1")])
+    before = sum(alpha.client.calls.values())
+    found = await alpha.get_machines()
+    assert sum(alpha.client.calls.values()) - before == 1
+    assert sorted(m.instance_id for m in found) == sorted(m.instance_id for m in mine)
+    assert other[0].instance_id not in {m.instance_id for m in found}  # "alpha" is a prefix of "alpha2"
+    assert len({m.system_name for m in mine + other}) == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_destroy_releases_only_its_own_environment(make_provider, lab: RunningLab) -> None:
+    alpha, beta = make_provider("alpha"), make_provider("beta")
+    [a0] = await alpha.bootstrap({})
+    a_more = await alpha.start_machines([_data("1"), _data("2")])
+    [b0] = await beta.bootstrap({})
+    await alpha.open_port(a0, "0", 80)
+
+    released = await alpha.destroy_environment()
+    assert sorted(m.instance_id for m in released) == sorted(m.instance_id for m in [a0, *a_more])
+
+    server = lab.cobbler()
+    for machine in [a0, *a_more]:
+        record = server.get_system(machine.system_name)
+        assert record["mgmt_classes"] == [AVAILABLE_CLASS]
+        assert record["netboot_enabled"] is False
+        assert not set(record["autoinstall_meta"]) & {ENV_KEY, USER_DATA_KEY}
+        assert not bmc.power_is_on(lab.system_dir(machine.system_name))
+    assert await alpha.load_state() is False
+    assert await alpha.get_opened_ports(a0, "0") == set()
+    # beta is untouched: still owned, powered, with its state.
+    assert server.get_system(b0.system_name)["mgmt_classes"] == [ACQUIRED_CLASS]
+    assert bmc.power_is_on(lab.system_dir(b0.system_name))
+    assert await beta.load_state() == {"zookeeper-instances": [b0.instance_id]}
+    # Released systems can be claimed again (their claim markers are gone).
+    again = await alpha.start_machines([_data(str(i)) for i in range(7)])
+    assert len(again) == 7
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_bmc_rolls_the_launch_back(make_provider, lab: RunningLab) -> None:
+    """A wrong BMC password: PowerError naming the system; the system is available again, unclaimed."""
+    victim = lab.spec.system(2)
+    lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_pass": "wrong-bmc-pass"}, lab.token())
+    provider = make_provider()
+    with pytest.raises(PowerError) as caught:
+        await provider.start_machines([_data("5", **{"orchestra-name": victim.name})])
+    assert caught.value.system == victim.name and victim.name in str(caught.value)
+    assert "wrong-bmc-pass" not in str(caught.value)
+    record = lab.cobbler().get_system(victim.name)
+    assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+    assert await provider.get_machines() == []
+    assert await provider.claims.try_claim(record["uid"])  # the marker was removed
+
+
+@pytest_twisted.ensureDeferred
+async def test_ports_are_recorded(make_provider) -> None:
+    provider = make_provider()
+    await provider.open_port(None, "3", 3306)
+    await provider.open_port(None, "3", 53, "udp")
+    await provider.close_port(None, "3", 53, "udp")
+    assert await provider.get_opened_ports(None, "3") == {(3306, "tcp")}
