@@ -26,7 +26,7 @@ from ..cloudinit import MachineUserData, render_user_data
 from ..cobbler import CobblerClient, CobblerError, CobblerNotFound, SystemRecord
 from ..config import OrchestraConfig
 from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
-from ..storage import FileNotFound
+from ..storage import FileNotFound, StorageError
 from .claims import ClaimRegistry
 from .errors import (
     EnvironmentAlreadyBootstrapped,
@@ -356,7 +356,7 @@ class OrchestraProvider:
                 released.append(await self.shutdown_machine(machine))
             except CobblerNotFound:
                 await self.claims.release(machine.instance_id)  # gone from Cobbler: nothing left to hold
-            except (CobblerError, ProviderError) as error:
+            except (CobblerError, ProviderError, StorageError) as error:
                 failures[machine.system_name] = error
 
         await gatherResults(
