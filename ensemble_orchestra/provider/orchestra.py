@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail, gatherResults
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -159,29 +159,76 @@ class OrchestraProvider:
 
     # -- claiming ------------------------------------------------------------------------------
 
-    async def _claim(self, candidates: list[SystemRecord], taken: set[str]) -> SystemRecord:
-        """Claim one of *candidates* (shuffled, so concurrent claimers spread out)."""
+    async def _claim_marker(self, candidates: list[SystemRecord], taken: set[str]) -> SystemRecord:
+        """Win the claim marker of one of *candidates* (shuffled, so concurrent claimers spread out).
+
+        A lost marker on a system the find saw available may be abandoned (a claimer died): it is
+        reaped once older than the lease, and the claim tried again.
+        """
         order = list(candidates)
         self._rng.shuffle(order)
         for record in order:
             if record.uid in taken:
                 continue
             taken.add(record.uid)
-            if not await self.claims.try_claim(record.uid):
-                continue
-            try:
-                current = await self.client.get_system(record.name)
-            except BaseException:
-                await self.claims.release(record.uid)
-                raise
-            if current.uid == record.uid and self._is_available(current) and self._matches(current, {}):
-                return current
-            # Owned outside the claim protocol (an admin, an old provider): leave it alone.
-            await self.claims.release(record.uid)
+            if await self.claims.try_claim(record.uid):
+                return record
+
+            async def still_available(name: str = record.name) -> bool:
+                return self._is_available(await self.client.get_system(name))
+
+            if await self.claims.reap_if_stale(record.uid, still_available) and await self.claims.try_claim(record.uid):
+                return record
         raise NoMatchingSystems(
             f"no available system in Cobbler class '{self.config.available_mgmt_class}' matches the "
             "constraints (all taken or none has power management): add systems to the class or relax constraints"
         )
+
+    async def _claim_batch(
+        self, found: list[SystemRecord], machines: Sequence[Mapping[str, Any]]
+    ) -> list[SystemRecord | BaseException]:
+        """A claimed, re-verified system for each of *machines* (or the error why there is none).
+
+        Markers are won concurrently (storage only); then ONE re-read of every won system checks
+        that nothing outside the claim protocol (an admin, an old provider) took it meanwhile.
+        """
+        taken: set[str] = set()
+        outcome: list[SystemRecord | BaseException | None] = [None] * len(machines)
+        pending = list(range(len(machines)))
+        held: list[SystemRecord] = []  # markers this call holds but has not handed out
+        try:
+            while pending:
+
+                def claim(i: int) -> Deferred[SystemRecord]:
+                    constraints = machines[i].get("constraints") or {}
+                    candidates = [r for r in found if self._is_available(r) and self._matches(r, constraints)]
+                    return Deferred.fromCoroutine(self._claim_marker(candidates, taken))
+
+                results = await DeferredList([claim(i) for i in pending], consumeErrors=True)
+                won: dict[int, SystemRecord] = {}
+                for i, (ok, value) in zip(pending, results, strict=True):
+                    if ok:
+                        won[i] = value
+                        held.append(value)
+                    elif value.check(NoMatchingSystems):
+                        outcome[i] = value.value
+                    else:
+                        value.raiseException()
+                current = await self.client.get_systems([r.name for r in won.values()]) if won else {}
+                pending = []
+                for i, record in won.items():
+                    now = current.get(record.name)
+                    held.remove(record)
+                    if now and now.uid == record.uid and self._is_available(now) and self._matches(now, {}):
+                        outcome[i] = now
+                    else:
+                        await self.claims.release(record.uid)
+                        pending.append(i)
+        except BaseException:
+            for record in held + [o for o in outcome if isinstance(o, SystemRecord)]:
+                await self.claims.release(record.uid)
+            raise
+        return [o for o in outcome if o is not None]
 
     def _launch_fields(
         self, record: SystemRecord, machine_id: str, constraints: Mapping[str, Any], user_data: str
@@ -222,13 +269,12 @@ class OrchestraProvider:
 
     async def _launch(
         self,
-        candidates: list[SystemRecord],
-        taken: set[str],
+        record: SystemRecord,
         machine_data: Mapping[str, Any],
         master: bool,
         before_power: Callable[[SystemRecord], Awaitable[None]] | None = None,
     ) -> OrchestraMachine:
-        record = await self._claim(candidates, taken)
+        """Install a claimed system: one edit (ownership + install), power, confirm; rollback on failure."""
         machine_id = str(machine_data["machine-id"])
         written = False
         try:
@@ -274,25 +320,24 @@ class OrchestraProvider:
         master: bool = False,
         before_power: Callable[[SystemRecord], Awaitable[None]] | None = None,
     ) -> list[OrchestraMachine]:
-        """Launch several machines concurrently (bounded by launch-concurrency), sharing one find.
+        """Launch several machines concurrently (bounded by launch-concurrency).
 
-        All-or-nothing per machine: each failed launch is rolled back and the first failure is
-        raised; machines launched meanwhile stay owned and recorded (get_machines finds them).
+        Cobbler calls: one find and one re-read for the whole batch, then per machine one edit and
+        two power calls (status, on/reboot) plus confirmation polls. Each failed launch is rolled
+        back and the first failure raised; machines launched meanwhile stay owned and recorded
+        (get_machines finds them).
         """
         found = await self.client.find_systems_expanded({"mgmt_classes": self.config.available_mgmt_class})
-        taken: set[str] = set()
+        claimed = await self._claim_batch(found, machines)
 
-        def one(data: Mapping[str, Any]) -> Deferred[OrchestraMachine]:
-            constraints = data.get("constraints") or {}
-            candidates = [r for r in found if self._is_available(r) and self._matches(r, constraints)]
-            return self._limit.run(
-                lambda: Deferred.fromCoroutine(self._launch(candidates, taken, data, master, before_power))
-            )
+        def one(data: Mapping[str, Any], record: SystemRecord | BaseException) -> Deferred[OrchestraMachine]:
+            if isinstance(record, BaseException):
+                return fail(record)
+            return self._limit.run(lambda: Deferred.fromCoroutine(self._launch(record, data, master, before_power)))
 
-        results = await DeferredList([one(d) for d in machines], consumeErrors=True)
+        results = await DeferredList([one(d, r) for d, r in zip(machines, claimed, strict=True)], consumeErrors=True)
         failures = [r for ok, r in results if not ok]
         if failures:
-            # Each failed launch was rolled back; the launched ones stay owned and recorded on their systems.
             for extra in failures[1:]:
                 _log.warn("another launch failed too: {error}", error=str(extra.value))
             failures[0].raiseException()

@@ -18,7 +18,7 @@ from ensemble_orchestra.lab.envfile import lab_environment
 from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
 from ensemble_orchestra.lab.testing import RunningLab
 from ensemble_orchestra.provider import create_orchestra_provider
-from ensemble_orchestra.provider.errors import EnvironmentAlreadyBootstrapped, PowerError
+from ensemble_orchestra.provider.errors import EnvironmentAlreadyBootstrapped, NoMatchingSystems, PowerError
 from ensemble_orchestra.provider.orchestra import ENV_KEY, USER_DATA_KEY, OrchestraProvider
 from ensemble_orchestra.provider.power import PowerSchedule
 
@@ -149,3 +149,35 @@ async def test_ports_are_recorded(make_provider) -> None:
     await provider.open_port(None, "3", 53, "udp")
     await provider.close_port(None, "3", 53, "udp")
     assert await provider.get_opened_ports(None, "3") == {(3306, "tcp")}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_abandoned_claim_marker_is_reaped_and_the_system_launched(make_provider, lab: RunningLab) -> None:
+    """A claimer died after winning the marker: past the lease, the next launch reaps it and claims the system."""
+    import os
+    import time
+
+    target = lab.spec.system(6)
+    uid = lab.cobbler().get_system(target.name)["uid"]
+    provider = make_provider()
+    assert await provider.claims.try_claim(uid)  # the dead claimer's marker
+    only_target = _data("9", **{"orchestra-name": target.name})
+    with pytest.raises(NoMatchingSystems):  # fresh: never reaped
+        await provider.start_machines([only_target])
+    marker = lab.layout.webdav_data / "exclusive" / "claims" / uid
+    then = time.time() - 2 * provider.claims.lease
+    os.utime(marker, (then, then))
+    [machine] = await provider.start_machines([only_target])
+    assert machine.system_name == target.name and machine.instance_id == uid
+
+
+@pytest_twisted.ensureDeferred
+async def test_launch_costs_at_most_four_calls_per_machine_in_a_batch(make_provider) -> None:
+    """One find and one re-read per batch; per machine one edit and two power calls (polls excluded)."""
+    provider = make_provider()
+    await provider.client.login()
+    await provider.client.server_version()
+    before = sum(provider.client.calls.values())
+    await provider.start_machines([_data(str(i)) for i in range(4)])
+    calls = sum(provider.client.calls.values()) - before - provider.power.polls
+    assert calls == 2 + 4 * 3
