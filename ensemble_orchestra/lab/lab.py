@@ -6,6 +6,7 @@ and raises LabError with one line naming the failing part and its log.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 import socket
@@ -131,12 +132,9 @@ class Lab:
         if self.layout.spec_file.exists():
             saved = LabSpec.load(self.layout.spec_file)
             if (saved.base_port, saved.systems) != (spec.base_port, spec.systems):
-                # A different port plan or pool size: keep the lab's passwords, start afresh otherwise.
-                spec.cobbler_password, spec.storage_password = saved.cobbler_password, saved.storage_password
-                spec.admin_secret, spec.bmc_password_seed = saved.admin_secret, saved.bmc_password_seed
+                # A different port plan or pool size: keep the lab's credentials, start afresh otherwise.
                 self._wipe_state()
-            else:
-                spec = saved
+            spec = dataclasses.replace(saved, base_port=spec.base_port, systems=spec.systems)
         self._check_prerequisites(spec)
         venv = self._cobbler_venv()
         spec.save(self.layout.spec_file)
