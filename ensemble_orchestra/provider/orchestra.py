@@ -202,7 +202,8 @@ class OrchestraProvider:
                 def claim(i: int) -> Deferred[SystemRecord]:
                     constraints = machines[i].get("constraints") or {}
                     candidates = [r for r in found if self._is_available(r) and self._matches(r, constraints)]
-                    return Deferred.fromCoroutine(self._claim_marker(candidates, taken))
+                    # Bounded like launches: hundreds of simultaneous MKCOLs overrun the storage server.
+                    return self._limit.run(lambda: Deferred.fromCoroutine(self._claim_marker(candidates, taken)))
 
                 results = await DeferredList([claim(i) for i in pending], consumeErrors=True)
                 won: dict[int, SystemRecord] = {}
