@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ensemble_orchestra.lab.envfile import lab_environment
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
+
+# A well-formed public key for user data (no private key exists for it).
+LAB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYmtleWxhYmtleWxhYmtleWxhYmtleQ lab@test"
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +58,31 @@ def lab(session_lab: RunningLab) -> RunningLab:
     """The session's lab, reset to its seeded state before the test."""
     session_lab.lab.reset()
     return session_lab
+
+
+@pytest.fixture
+def make_provider(lab: RunningLab) -> Iterator[Callable[..., Any]]:
+    """Builds orchestra providers for environments on *lab* (a test module may override ``lab``).
+
+    Power confirmation polls fast (0.1, 0.2, 0.5 s); keys of environments.yaml are passed as overrides.
+    """
+    import pytest_twisted
+    from twisted.internet import defer, reactor
+
+    from ensemble_orchestra.provider import create_orchestra_provider
+    from ensemble_orchestra.provider.power import PowerSchedule
+
+    made = []
+
+    def make(env: str = "alpha", **overrides: Any):  # type: ignore[no-untyped-def]
+        raw = dict(lab_environment(lab.spec, lab.layout))
+        raw.update({"authorized-keys": LAB_KEY, "power-timeout": 20, **overrides})
+        provider = create_orchestra_provider(env, raw, reactor)
+        provider.power.schedule = PowerSchedule(waits=(0.1, 0.2, 0.5), timeout=float(raw["power-timeout"]))
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        pytest_twisted.blockon(defer.Deferred.fromCoroutine(provider.client.close()))
+        pytest_twisted.blockon(provider.storage.close())

@@ -35,6 +35,7 @@ __all__ = [
     "CobblerPowerError",
     "CobblerTLSError",
     "CobblerTaskTimeout",
+    "CobblerTimeout",
     "CobblerTokenExpired",
     "CobblerUnavailable",
     "FaultRule",
@@ -93,6 +94,11 @@ class CobblerUnavailable(CobblerError):
     def __init__(self, message: str, *, method: str | None = None, request_sent: bool | None = None) -> None:
         super().__init__(message, method=method)
         self.request_sent = request_sent
+
+
+class CobblerTimeout(CobblerUnavailable):
+    """No answer within the call's deadline. The server may still be working on it (a power call
+    waits for the BMC), so a non-idempotent call is not retried."""
 
 
 class CobblerTLSError(CobblerError):
@@ -237,7 +243,7 @@ TRANSPORT_TABLE: tuple[tuple[tuple[type[BaseException], ...], type[CobblerError]
         True,
         "could not connect",
     ),
-    ((defer.TimeoutError, defer.CancelledError), CobblerUnavailable, False, "timed out"),
+    ((defer.TimeoutError, defer.CancelledError), CobblerTimeout, False, "timed out"),
     (
         (
             web_client.ResponseNeverReceived,

@@ -12,6 +12,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,13 @@ _REQUIRED_PROGRAMS = {
     "apache2": "apache2",
     "rsync": "rsync",
 }
+
+
+@dataclass(frozen=True)
+class _ServerPlan:
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: dict[str, str] | None = None
 
 
 class LabError(Exception):
@@ -198,24 +206,45 @@ class Lab:
             state = "exited" if processes.running_pid(pid_file) is None else f"was not ready after {timeout:.0f} s"
             raise LabError(f"{name} {state}: see {self.layout.log_file(name)}")
 
-    def _start_all(self, spec: LabSpec, venv: Path) -> None:
+    def _plans(self, spec: LabSpec, venv: Path) -> dict[str, _ServerPlan]:
+        """How to start each server of the lab and how to tell it is ready, by pid-file name."""
         layout = self.layout
-        layout.log_dir.mkdir(parents=True, exist_ok=True)
-        cobbler_server.prepare_cobbler(layout, spec, venv)
         env = cobbler_server.cobbler_env(layout)
-        self._start("cobblerd", cobbler_server.cobblerd_argv(layout, venv), env)
-        self._start("cobbler-svc", cobbler_server.svc_argv(layout, spec, venv), env)
-        self._start("webdav", webdav.write_webdav_config(layout, spec))
+        admin = LabCobbler(spec)
+        plans = {
+            "cobblerd": _ServerPlan(cobbler_server.cobblerd_argv(layout, venv), admin.ping, env),
+            "cobbler-svc": _ServerPlan(
+                cobbler_server.svc_argv(layout, spec, venv), lambda: _tcp_listening(spec.http_port), env
+            ),
+            "webdav": _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
+        }
         for system in spec.all_systems():
             argv = bmc.write_bmc_config(layout.system_dir(system.name), system, sys.executable)
-            self._start(f"bmc-{system.name}", argv)
-        # Everything starts in parallel; now wait for each to answer.
-        admin = LabCobbler(spec)
-        self._await("cobblerd", admin.ping)
-        self._await("cobbler-svc", lambda: _tcp_listening(spec.http_port))
-        self._await("webdav", lambda: webdav.webdav_ready(spec))
-        for system in spec.all_systems():
-            self._await(f"bmc-{system.name}", lambda s=system: bmc.bmc_ready(s, timeout=0.5))
+            plans[f"bmc-{system.name}"] = _ServerPlan(argv, lambda s=system: bmc.bmc_ready(s, timeout=0.5))
+        return plans
+
+    def _start_all(self, spec: LabSpec, venv: Path) -> None:
+        self.layout.log_dir.mkdir(parents=True, exist_ok=True)
+        cobbler_server.prepare_cobbler(self.layout, spec, venv)
+        plans = self._plans(spec, venv)
+        for name, plan in plans.items():  # everything starts in parallel; then wait for each to answer
+            self._start(name, plan.argv, plan.env)
+        for name, plan in plans.items():
+            self._await(name, plan.ready)
+
+    def stop_server(self, name: str) -> bool:
+        """Stop one server of a running lab (fault drills); False if it was not running."""
+        return processes.stop_process(self.layout.pid_file(name))
+
+    def start_server(self, name: str) -> None:
+        """Start one stopped server of the lab again and wait until it answers."""
+        spec = self.spec()
+        plans = self._plans(spec, self._cobbler_venv())
+        if name not in plans:
+            raise LabError(f"the lab has no server '{name}' (servers: {', '.join(plans)})")
+        if processes.running_pid(self.layout.pid_file(name)) is None:
+            self._start(name, plans[name].argv, plans[name].env)
+        self._await(name, plans[name].ready)
 
     # -- down / reset ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import socket
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .lab import Lab, _port_free
 from .layout import LabSpec
@@ -53,8 +54,11 @@ class RunningLab:
         return self.layout.system_dir(name)
 
 
-def start_lab(root: Path, systems: int = 8, env_name: str | None = None) -> RunningLab:
-    """Start a lab in *root* on free ports; the caller stops it with ``running.lab.down()``."""
+def start_lab(root: Path, systems: int = 8, env_name: str | None = None, **spec_fields: Any) -> RunningLab:
+    """Start a lab in *root* on free ports; the caller stops it with ``running.lab.down()``.
+
+    *spec_fields* set other LabSpec fields (e.g. ``token_lifetime`` for fault drills).
+    """
     lab = Lab(root)
-    spec = lab.up(LabSpec(base_port=free_base_port(systems), systems=systems), env_name=env_name)
+    spec = lab.up(LabSpec(base_port=free_base_port(systems), systems=systems, **spec_fields), env_name=env_name)
     return RunningLab(lab=lab, spec=spec)

@@ -26,6 +26,7 @@ def create_orchestra_provider(
         reactor,
         ca_bundle=config.ca_bundle,
         max_concurrency=max(8, config.launch_concurrency * 2),
+        power_timeout=config.power_timeout,  # one synchronous power call (Cobbler retries the agent 3 times)
     )
     storage = open_webdav_storage(
         reactor,

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..cobbler import CobblerClient, CobblerError
+from ..cobbler import CobblerClient, CobblerError, CobblerTimeout
 from .errors import PowerError
 
 __all__ = ["PowerController", "PowerSchedule"]
@@ -44,7 +44,7 @@ class PowerController:
             action = "reboot" if running else "on"
             await self._client.power(name, action)
         except CobblerError as error:
-            raise PowerError(f"could not power on {name}: {error}", name) from None
+            raise PowerError(f"could not power on {name}: {self._why(error)}", name) from None
         await self.confirm(name, on=True)
         return action
 
@@ -52,8 +52,17 @@ class PowerController:
         try:
             await self._client.power(name, "off")
         except CobblerError as error:
-            raise PowerError(f"could not power off {name}: {error}", name) from None
+            raise PowerError(f"could not power off {name}: {self._why(error)}", name) from None
         await self.confirm(name, on=False)
+
+    def _why(self, error: CobblerError) -> str:
+        if isinstance(error, CobblerTimeout) and error.method == "power_system":
+            # Cobbler answers a power call only when its fence agent is done: the BMC is not answering.
+            return (
+                f"no answer from its BMC within {self._client.power_timeout:g} s (power-timeout);"
+                " check the system's power address and that Cobbler can reach it"
+            )
+        return str(error)
 
     async def confirm(self, name: str, *, on: bool) -> None:
         """Poll the power status until it is *on*; PowerError after the schedule's timeout."""

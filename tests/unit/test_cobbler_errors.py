@@ -20,6 +20,7 @@ from ensemble_orchestra.cobbler.errors import (
     CobblerNotFound,
     CobblerPowerError,
     CobblerTaskTimeout,
+    CobblerTimeout,
     CobblerTLSError,
     CobblerTokenExpired,
     CobblerUnavailable,
@@ -218,7 +219,9 @@ def test_http_status_table(code: int, expected: type) -> None:
 def test_transport_failures_are_unavailable(exc: BaseException, request_sent: bool | None) -> None:
     """Connection problems and timeouts are CobblerUnavailable; only connect failures prove nothing was sent."""
     error = error_from_failure(exc, "get_system", "http://127.0.0.1:1/RPC2", timeout=3)
-    assert type(error) is CobblerUnavailable
+    timed_out = isinstance(exc, (defer.TimeoutError, defer.CancelledError))
+    assert type(error) is (CobblerTimeout if timed_out else CobblerUnavailable)
+    assert isinstance(error, CobblerUnavailable) and error.retryable
     assert error.request_sent is request_sent
 
 

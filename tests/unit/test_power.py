@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from ensemble_orchestra.cobbler import CobblerPowerError
+from ensemble_orchestra.cobbler import CobblerPowerError, CobblerTimeout
 from ensemble_orchestra.provider.errors import PowerError
 from ensemble_orchestra.provider.power import PowerController, PowerSchedule
 from ensemble_orchestra.testing import result_of, start
@@ -69,3 +69,20 @@ def test_power_off_is_confirmed() -> None:
     d = start(PowerController(cobbler, clock, PowerSchedule(waits=(0.5,), timeout=10)).power_off("node005"))
     clock.advance(0.5)
     assert result_of(d) is None and cobbler.actions == ["off"]
+
+
+class SilentBmc(ScriptedPower):
+    """Cobbler's power call outlives the client's deadline: the fence agent is still waiting on the BMC."""
+
+    power_timeout = 45.0
+
+    async def power(self, name: str, operation: str) -> bool:
+        raise CobblerTimeout("Cobbler at http://orchestra/RPC2 unavailable: timed out", method="power_system")
+
+
+def test_a_bmc_that_never_answers_is_named_as_the_cause_not_cobbler() -> None:
+    with pytest.raises(PowerError) as caught:
+        result_of(start(PowerController(SilentBmc([False]), Clock()).boot_for_install("node006")))
+    message = str(caught.value)
+    assert message.startswith("could not power on node006: no answer from its BMC within 45 s (power-timeout)")
+    assert "unavailable" not in message

@@ -1,0 +1,253 @@
+"""Fault drills against the lab's real servers: the token expires, cobblerd restarts, a BMC is unreachable
+or refuses its password, the storage goes away. Each ends in success or a clear error within a bounded
+time; afterwards every system is either available or recorded as owned by an environment; and no
+secret appears in any log line or error of any drill (an observer sees every log event of the module).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.logger import formatEvent, globalLogPublisher
+
+from ensemble_orchestra.lab import bmc
+from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
+from ensemble_orchestra.lab.testing import RunningLab, start_lab
+from ensemble_orchestra.provider.errors import PowerError
+from ensemble_orchestra.provider.orchestra import ENV_KEY
+from ensemble_orchestra.storage import StorageUnavailable
+
+pytestmark = pytest.mark.lab
+
+TOKEN_LIFETIME = 2  # seconds of inactivity after which cobblerd forgets a session token
+WRONG_BMC_PASSWORD = "wrong-bmc-pass-7f3a"
+
+
+def _reactor():  # type: ignore[no-untyped-def]
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _data(machine_id: str, **constraints: str) -> dict:
+    return {"machine-id": machine_id, "zookeeper-hosts": ["node001.lab.ensemble:2181"], "constraints": constraints}
+
+
+@pytest.fixture(scope="module")
+def fault_lab(lab_parent: Path, ensemble_home: Path) -> Iterator[RunningLab]:
+    """A lab of its own (servers get stopped here), whose cobblerd forgets idle tokens after 2 s."""
+    running = start_lab(lab_parent / "fault-lab", systems=6, env_name=None, token_lifetime=TOKEN_LIFETIME)
+    try:
+        yield running
+    finally:
+        running.lab.down()
+
+
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    """Every log event of a drill, as text (message, values, failure tracebacks); errors are added too."""
+    texts: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        text = formatEvent(event) + " " + " ".join(repr(v) for k, v in event.items() if k != "log_logger")
+        failure = event.get("log_failure")
+        if failure is not None:
+            text += failure.getTraceback()
+        texts.append(text)
+
+    globalLogPublisher.addObserver(observe)
+    yield texts
+    globalLogPublisher.removeObserver(observe)
+
+
+@pytest.fixture
+def lab(fault_lab: RunningLab, logged: list[str]) -> Iterator[RunningLab]:
+    for server in ("cobblerd", "webdav"):  # a drill that failed half-way may have left one stopped
+        fault_lab.lab.start_server(server)
+    fault_lab.lab.reset()
+    yield fault_lab
+    for server in ("cobblerd", "webdav"):
+        fault_lab.lab.start_server(server)
+    assert_every_system_available_or_owned(fault_lab)
+    assert_no_secret_in(logged, fault_lab)
+
+
+def assert_no_secret_in(logged: list[str], lab: RunningLab) -> None:
+    assert logged, "the drill logged nothing: is the observer attached?"
+    text = "\n".join(logged)
+    for secret in secrets_of(lab):
+        assert secret not in text
+
+
+def secrets_of(lab: RunningLab) -> list[str]:
+    spec = lab.spec
+    bmc_passwords = [s.bmc_password for s in spec.all_systems()]
+    return [spec.cobbler_password, spec.storage_password, spec.admin_secret, WRONG_BMC_PASSWORD, *bmc_passwords]
+
+
+def assert_every_system_available_or_owned(lab: RunningLab) -> None:
+    """The invariant of every drill: no system is claimed (acquired) without an owner recorded on it."""
+    for row in lab.cobbler().get_systems():
+        meta = row["autoinstall_meta"] if isinstance(row["autoinstall_meta"], dict) else {}
+        classes, owner = row["mgmt_classes"], meta.get(ENV_KEY)
+        available = AVAILABLE_CLASS in classes and ACQUIRED_CLASS not in classes and not owner
+        owned = ACQUIRED_CLASS in classes and AVAILABLE_CLASS not in classes and bool(owner)
+        assert available or owned, f"{row['name']}: classes {classes}, owner {owner!r}"
+
+
+async def _raises(expected: type[BaseException], work) -> BaseException:  # type: ignore[no-untyped-def]
+    try:
+        await work
+    except expected as error:
+        return error
+    raise AssertionError(f"{expected.__name__} not raised")
+
+
+def _owned_by(lab: RunningLab, env: str) -> list[str]:
+    metas = {r["name"]: r["autoinstall_meta"] for r in lab.cobbler().get_systems()}
+    return sorted(name for name, meta in metas.items() if isinstance(meta, dict) and meta.get(ENV_KEY) == env)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_that_expires_during_a_launch_is_renewed(make_provider, lab: RunningLab) -> None:
+    """The session idles past cobblerd's token lifetime between the edit and the power-on: one re-login.
+
+    Cobbler 3.3 drops expired tokens lazily, in the sweep its ``token_check`` runs (the web UI calls
+    it); any other session's check expires ours. The drill idles, then has the admin's session check.
+    """
+    provider = make_provider()
+    swept: list[bool] = []
+
+    async def idle(record: Any) -> None:
+        await deferLater(_reactor(), TOKEN_LIFETIME + 1.5)
+        if not swept:
+            swept.append(False)
+            swept[0] = await deferToThread(lambda: lab.cobbler().token_check(lab.token()))
+
+    machines = await provider.start_machines([_data("1"), _data("2")], before_power=idle)
+    assert swept == [True]
+    assert provider.client.calls["login"] == 2  # the first login, and one shared re-login for both launches
+    assert _owned_by(lab, "alpha") == sorted(m.system_name for m in machines)
+    assert all(bmc.power_is_on(lab.system_dir(m.system_name)) for m in machines)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cobblerd_restarted_mid_launch(make_provider, lab: RunningLab) -> None:
+    """cobblerd stops after three systems were written and starts again ~1 s later: the power calls are
+    retried on the backoff schedule, the lost session is renewed, and all three launches succeed."""
+    provider = make_provider()
+    arrived: list[defer.Deferred[None]] = []
+    restarted: list[defer.Deferred[None]] = []
+
+    async def restart_once_all_written(record: Any) -> None:
+        gate: defer.Deferred[None] = defer.Deferred()
+        arrived.append(gate)
+        if len(arrived) == 3:
+            assert await deferToThread(lab.lab.stop_server, "cobblerd")
+            for waiting in arrived:
+                waiting.callback(None)
+            restarted.append(
+                deferLater(_reactor(), 1.0, lambda: None).addCallback(
+                    lambda _: deferToThread(lab.lab.start_server, "cobblerd")
+                )
+            )
+        await gate
+
+    started = time.monotonic()
+    machines = await provider.start_machines([_data(str(i)) for i in range(3)], before_power=restart_once_all_written)
+    await restarted[0]
+    assert time.monotonic() - started < 60
+    assert provider.client.calls["login"] >= 2  # the restarted cobblerd no longer knew the token
+    assert _owned_by(lab, "alpha") == sorted(m.system_name for m in machines)
+    assert all(bmc.power_is_on(lab.system_dir(m.system_name)) for m in machines)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreachable_bmc_fails_within_the_power_timeout(make_provider, lab: RunningLab) -> None:
+    """A BMC that never answers (nothing on its port): PowerError naming the system after power-timeout;
+    that system is back in the pool, the other machine of the batch is launched and stays recorded."""
+    victim, healthy = lab.spec.system(1), lab.spec.system(2)
+    dead_port = lab.spec.base_port + 19  # in the lab's plan, never bound
+    options = f"ipport={dead_port}\nlanplus=1\ncipher=3"
+    lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_options": options}, lab.token())
+    provider = make_provider(**{"power-timeout": 4})
+    started = time.monotonic()
+    error = await _raises(
+        PowerError,
+        provider.start_machines(
+            [_data("1", **{"orchestra-name": victim.name}), _data("2", **{"orchestra-name": healthy.name})]
+        ),
+    )
+    elapsed = time.monotonic() - started
+    assert error.system == victim.name
+    assert str(error).startswith(f"could not power on {victim.name}: no answer from its BMC within 4 s")
+    assert elapsed < 4 + 10, elapsed
+    record = lab.cobbler().get_system(victim.name)
+    assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+    assert [m.system_name for m in await provider.get_machines()] == [healthy.name]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_bmc_password_rolls_the_launch_back(make_provider, lab: RunningLab, logged: list[str]) -> None:
+    """The BMC rejects the password: PowerError naming the system; it is available again and unclaimed."""
+    victim = lab.spec.system(3)
+    lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_pass": WRONG_BMC_PASSWORD}, lab.token())
+    provider = make_provider()
+    error = await _raises(PowerError, provider.start_machines([_data("5", **{"orchestra-name": victim.name})]))
+    logged.append(repr(error) + str(error))
+    assert error.system == victim.name and victim.name in str(error)
+    record = lab.cobbler().get_system(victim.name)
+    assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+    assert await provider.get_machines() == []
+    assert await provider.claims.try_claim(record["uid"])  # the marker was removed too
+
+
+@pytest_twisted.ensureDeferred
+async def test_storage_down_before_bootstrap_touches_nothing(make_provider, lab: RunningLab, logged: list[str]) -> None:
+    provider = make_provider()
+    assert await deferToThread(lab.lab.stop_server, "webdav")
+    started = time.monotonic()
+    error = await _raises(StorageUnavailable, provider.bootstrap({}))
+    logged.append(repr(error) + str(error))
+    assert time.monotonic() - started < 35
+    assert _owned_by(lab, "alpha") == []
+    assert provider.client.calls["xapi_object_edit"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_storage_lost_during_bootstrap_releases_the_system(
+    make_provider, lab: RunningLab, logged: list[str]
+) -> None:
+    """The storage dies after the system was written in Cobbler, before provider-state is saved: the
+    bootstrap fails with the storage error, the system goes back to the pool (its claim marker stays
+    on the dead storage until the lease reaps it), and a later bootstrap succeeds on another system."""
+    provider = make_provider()
+    write = provider.client.edit_system
+    lost: list[str] = []
+
+    async def edit_then_lose_storage(name: str, fields: Any, **kw: Any) -> None:
+        await write(name, fields, **kw)
+        if not lost:
+            lost.append(name)
+            await deferToThread(lab.lab.stop_server, "webdav")
+
+    provider.client.edit_system = edit_then_lose_storage  # type: ignore[method-assign]
+    error = await _raises(StorageUnavailable, provider.bootstrap({}))
+    logged.append(repr(error) + str(error))
+    [victim] = lost
+    record = lab.cobbler().get_system(victim)
+    assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+    assert not bmc.power_is_on(lab.system_dir(victim))  # never powered: state comes first
+
+    await deferToThread(lab.lab.start_server, "webdav")
+    [machine] = await provider.bootstrap({})
+    assert machine.system_name != victim
+    assert await provider.load_state() == {"zookeeper-instances": [machine.instance_id]}
