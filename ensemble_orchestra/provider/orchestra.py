@@ -330,19 +330,35 @@ class OrchestraProvider:
         """
         found = await self.client.find_systems_expanded({"mgmt_classes": self.config.available_mgmt_class})
         claimed = await self._claim_batch(found, machines)
+        started: set[str] = set()  # uids whose launch began (and so rolls itself back)
 
         def one(data: Mapping[str, Any], record: SystemRecord | BaseException) -> Deferred[OrchestraMachine]:
             if isinstance(record, BaseException):
                 return fail(record)
-            return self._limit.run(lambda: Deferred.fromCoroutine(self._launch(record, data, master, before_power)))
+
+            async def launch() -> OrchestraMachine:
+                started.add(record.uid)
+                return await self._launch(record, data, master, before_power)
+
+            return self._limit.run(lambda: Deferred.fromCoroutine(launch()))
 
         results = await DeferredList([one(d, r) for d, r in zip(machines, claimed, strict=True)], consumeErrors=True)
+        for record, (ok, _) in zip(claimed, results, strict=True):
+            # Cancelled (Ctrl-C) while still queued: a launch that never began holds a marker nobody else drops.
+            if not ok and isinstance(record, SystemRecord) and record.uid not in started:
+                await self._release_marker_quietly(record)
         failures = [r for ok, r in results if not ok]
         if failures:
             for extra in failures[1:]:
                 _log.warn("another launch failed too: {error}", error=str(extra.value))
             failures[0].raiseException()
         return [r for _, r in results]
+
+    async def _release_marker_quietly(self, record: SystemRecord) -> None:
+        try:
+            await self.claims.release(record.uid)
+        except StorageError as error:  # the lease reaps it later; the system itself was never written
+            _log.warn("could not drop the claim marker of {system}: {error}", system=record.name, error=str(error))
 
     async def start_machine(self, machine_data: Mapping[str, Any], master: bool = False) -> list[OrchestraMachine]:
         return await self.start_machines([machine_data], master)

@@ -251,3 +251,25 @@ async def test_storage_lost_during_bootstrap_releases_the_system(
     [machine] = await provider.bootstrap({})
     assert machine.system_name != victim
     assert await provider.load_state() == {"zookeeper-instances": [machine.instance_id]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelling_a_batch_launch_releases_every_system(make_provider, lab: RunningLab) -> None:
+    """Ctrl-C while one launch waits before power-on and two more are queued (launch-concurrency 1):
+    the running launch rolls back, the queued ones drop their claim markers; nothing stays claimed."""
+    provider = make_provider(**{"launch-concurrency": 1})
+    reached: defer.Deferred[None] = defer.Deferred()
+
+    async def hang(record: Any) -> None:
+        _reactor().callLater(0, reached.callback, None)  # Ctrl-C comes from the reactor, never re-entrantly
+        await defer.Deferred()  # never fires: only cancellation gets out
+
+    batch = defer.ensureDeferred(provider.start_machines([_data(str(i)) for i in range(3)], before_power=hang))
+    await reached
+    batch.cancel()
+    with pytest.raises(defer.CancelledError):
+        await batch
+    uids = [r["uid"] for r in lab.cobbler().get_systems()]
+    assert _owned_by(lab, "alpha") == []
+    for uid in uids:  # no marker left behind: every system can be claimed at once
+        assert await provider.claims.try_claim(uid), uid
