@@ -22,8 +22,6 @@ from ensemble_orchestra.lab.testing import start_lab
 from ensemble_orchestra.provider import create_orchestra_provider
 from ensemble_orchestra.provider.power import PowerSchedule
 
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJlbmNoYmVuY2hiZW5jaGJlbmNoYmVuY2g bench@lab"
-
 
 def _data(i: int) -> dict:
     return {"machine-id": str(i), "zookeeper-hosts": ["zk:2181"]}
@@ -64,7 +62,7 @@ def anchor_launches(running, count: int) -> tuple[float, int]:
 
 
 async def measure(reactor, running, args) -> dict:
-    raw = {**lab_environment(running.spec, running.layout), "authorized-keys": KEY, "launch-concurrency": 8}
+    raw = {**lab_environment(running.spec, running.layout), "launch-concurrency": 8}
     result: dict = {"pool": args.pool, "launched": args.launch}
 
     async def launch(env: str, count: int, concurrent: bool) -> tuple[float, float]:

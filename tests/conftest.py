@@ -14,9 +14,6 @@ import pytest
 from ensemble_orchestra.lab.envfile import lab_environment
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
 
-# A well-formed public key for user data (no private key exists for it).
-LAB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYmtleWxhYmtleWxhYmtleWxhYmtleQ lab@test"
-
 
 @pytest.fixture(scope="session")
 def ensemble_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -76,7 +73,7 @@ def make_provider(lab: RunningLab) -> Iterator[Callable[..., Any]]:
 
     def make(env: str = "alpha", **overrides: Any):  # type: ignore[no-untyped-def]
         raw = dict(lab_environment(lab.spec, lab.layout))
-        raw.update({"authorized-keys": LAB_KEY, "power-timeout": 20, **overrides})
+        raw.update({"power-timeout": 20, **overrides})
         provider = create_orchestra_provider(env, raw, reactor)
         provider.power.schedule = PowerSchedule(waits=(0.1, 0.2, 0.5), timeout=float(raw["power-timeout"]))
         made.append(provider)

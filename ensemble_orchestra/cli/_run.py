@@ -10,24 +10,42 @@ import sys
 import traceback
 from collections.abc import Callable
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "UsageError", "run_command"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_USAGE", "Interrupted", "UsageError", "run_command"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
     """Bad arguments or configuration: exit code 2."""
 
 
-def run_command(prog: str, body: Callable[[], int | None], *, verbose: bool, expected: tuple[type, ...]) -> int:
-    """Run *body*; errors of the *expected* types (and usage errors) become one line on stderr."""
+class Interrupted(Exception):
+    """Ctrl-C, after the command cleaned up; the message says what state things were left in."""
+
+
+def run_command(
+    prog: str,
+    body: Callable[[], int | None],
+    *,
+    verbose: bool,
+    expected: tuple[type, ...],
+    usage: tuple[type, ...] = (),
+) -> int:
+    """Run *body*; errors of the *expected* types (and usage errors) become one line on stderr.
+
+    *usage* names further exception types that mean bad input (exit code 2), e.g. configuration errors.
+    """
     try:
         return body() or 0
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except UsageError as exc:
+        return EXIT_INTERRUPTED
+    except Interrupted as exc:
+        print(f"{prog}: interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, *usage) as exc:
         if verbose:
             traceback.print_exc()
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
 
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from ..http.body import BytesBody, read_body
+from ..http.cancel import is_cancellation
 from .errors import CobblerError, CobblerInvalidRequest, error_from_failure, error_from_fault, error_from_http_status
 
 __all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy", "XmlRpcTransport", "make_agent"]
@@ -173,8 +175,15 @@ class XmlRpcTransport:
                 await deferLater(self._clock, delay)
 
     def _attempt_with_timeout(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Deferred[Any]:
+        """One attempt within *limit*. Our deadline becomes CobblerTimeout; a caller's cancel (Ctrl-C) stays a
+        CancelledError, so the caller's cleanup runs instead of a retry or an error about Cobbler."""
         attempt = Deferred.fromCoroutine(self._attempt(method, body, limit, secrets))
-        return attempt.addTimeout(limit, self._clock)
+
+        def timed_out(failure: Failure) -> Failure:
+            failure.trap(TimeoutError)
+            return Failure(error_from_failure(failure.value, method, self.url, limit))
+
+        return attempt.addTimeout(limit, self._clock).addErrback(timed_out)
 
     async def _attempt(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Any:
         self.calls[method] += 1
@@ -187,9 +196,11 @@ class XmlRpcTransport:
                 BytesBody(body),
             )
             data = await read_body(response)
-        except CobblerError:
+        except (CobblerError, CancelledError):
             raise
-        except Exception as exc:  # Twisted's failures, and CancelledError from the timeout
+        except Exception as exc:  # Twisted's failures
+            if is_cancellation(exc):
+                raise CancelledError() from None  # the deadline's or a caller's cancel: see _attempt_with_timeout
             raise error_from_failure(exc, method, self.url, limit) from None
         if self._pool is not None and self._pool.persistent and _closes_after_response(response):
             self._stop_pooling()

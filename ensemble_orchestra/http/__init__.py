@@ -2,6 +2,15 @@
 
 from .agent import make_agent
 from .body import BytesBody, read_body
+from .cancel import is_cancellation
 from .digest import Credentials, HTTPAuthAgent, InsecureAuthRefused
 
-__all__ = ["BytesBody", "Credentials", "HTTPAuthAgent", "InsecureAuthRefused", "make_agent", "read_body"]
+__all__ = [
+    "BytesBody",
+    "Credentials",
+    "HTTPAuthAgent",
+    "InsecureAuthRefused",
+    "is_cancellation",
+    "make_agent",
+    "read_body",
+]

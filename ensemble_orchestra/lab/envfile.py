@@ -40,6 +40,7 @@ def lab_environment(spec: LabSpec, layout: LabLayout) -> dict[str, Any]:
         "storage-url": webdav_url(spec).rstrip("/"),
         "storage-user": spec.storage_user,
         "storage-pass": spec.storage_password,
+        "authorized-keys-path": str(layout.ssh_dir / "id_ed25519.pub"),
         "lab-dir": str(layout.root),
     }
 

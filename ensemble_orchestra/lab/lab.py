@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bmc, cobbler_server, processes, webdav
+from . import bmc, cobbler_server, machine, processes, webdav
 from .envfile import lab_environment, merge_environment
 from .layout import LAB_HOST, LabLayout, LabSpec
 from .seed import LabCobbler, SystemRow
+from .sshkey import ensure_lab_key
 
 __all__ = ["Lab", "LabError", "LabStatus", "ServerStatus", "SystemStatus"]
 
@@ -146,6 +147,7 @@ class Lab:
         self._check_prerequisites(spec)
         venv = self._cobbler_venv()
         spec.save(self.layout.spec_file)
+        ensure_lab_key(self.layout.ssh_dir)
         try:
             self._start_all(spec, venv)
             admin = LabCobbler(spec)
@@ -227,6 +229,10 @@ class Lab:
         self.layout.log_dir.mkdir(parents=True, exist_ok=True)
         cobbler_server.prepare_cobbler(self.layout, spec, venv)
         plans = self._plans(spec, venv)
+        for system in spec.all_systems():  # how each system boots: its MAC's PXE config under Cobbler's tftpboot
+            machine.write_settings(
+                self.layout.system_dir(system.name), name=system.name, mac=system.mac, tftpboot=self.layout.tftpboot
+            )
         for name, plan in plans.items():  # everything starts in parallel; then wait for each to answer
             self._start(name, plan.argv, plan.env)
         for name, plan in plans.items():
@@ -267,7 +273,10 @@ class Lab:
         if not self.is_running():
             raise LabError(f"the lab in {self.layout.root} is not running: 'lab up' starts it")
         for system in spec.all_systems():
-            bmc.power_off(self.layout.system_dir(system.name))
+            system_dir = self.layout.system_dir(system.name)
+            bmc.power_off(system_dir)
+            shutil.rmtree(machine.disk_dir(system_dir), ignore_errors=True)  # a wiped disk: nothing installed
+            machine.install_log(system_dir).unlink(missing_ok=True)
         LabCobbler(spec).reset()
         webdav.clear_webdav_data(self.layout)
 

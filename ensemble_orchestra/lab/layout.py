@@ -166,6 +166,11 @@ class LabLayout:
         return self.root / "webdav"
 
     @property
+    def ssh_dir(self) -> Path:
+        """The lab's SSH key pair (see sshkey.py)."""
+        return self.root / "ssh"
+
+    @property
     def webdav_data(self) -> Path:
         """The directory the WebDAV storage serves."""
         return self.root / "webdav-data"

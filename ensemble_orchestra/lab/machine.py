@@ -1,29 +1,69 @@
 """A booted lab system: this process exists exactly while the system's power is on.
 
 The BMC's power hook starts it (``python -m ensemble_orchestra.lab.machine SYSTEM_DIR``) on power on and
-SIGTERMs it on power off. For now booting only leaves a record in ``boots.log``; ``boot()`` is where a
-netbooted system will fetch its preseed from Cobbler and "install", or where a QEMU VM will be started.
-Settings for that come from an optional ``machine.json`` in the system directory. Stdlib only.
+SIGTERMs it on power off. It boots the way a PXE-booting server does: it reads the PXE config Cobbler
+wrote for its MAC (``<tftpboot>/pxelinux.cfg/01-<mac>``). With netboot on, that config hands the installer
+a ``url=`` of the system's rendered autoinstall (Cobbler's svc); the "installer" fetches it and carries out
+the preseed's late command with ``/target`` being this system's disk directory (the NoCloud seed lands
+there, and the command's ``nopxe`` turns netboot off), then reboots from disk. With netboot off (``localboot``),
+it boots the installed system from disk and reports the NoCloud seed it finds.
+
+Every boot appends one line to ``boots.log``: ``boot <n> <iso time> pid=<pid> from=<install|disk>``, plus
+``installed ...`` / ``disk ...`` lines to ``install.log``. Settings (name, MAC, tftpboot) come from
+``machine.json`` in the system directory, written by the lab; without it the system boots "from disk".
+Stdlib only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-__all__ = ["boot", "boots_log", "load_settings", "main"]
+__all__ = [
+    "boot",
+    "boots_log",
+    "disk_dir",
+    "install_log",
+    "load_settings",
+    "main",
+    "nocloud_seed",
+    "pxe_config",
+    "write_settings",
+]
+
+LATE_COMMAND = re.compile(r"^d-i\s+preseed/late_command\s+string\s+(?P<command>.+)$", re.MULTILINE)
+INSTALLER_URL = re.compile(r"\burl=(?P<url>\S+)")
+INSTALL_TIMEOUT = 120.0  # seconds for fetching the autoinstall and running its late command
 
 
 def boots_log(system_dir: Path) -> Path:
-    """One line per boot: ``boot <n> <iso time> pid=<pid>``."""
+    """One line per boot: ``boot <n> <iso time> pid=<pid> from=<install|disk>``."""
     return system_dir / "boots.log"
+
+
+def install_log(system_dir: Path) -> Path:
+    """What each install and each boot from disk found, a line each."""
+    return system_dir / "install.log"
+
+
+def disk_dir(system_dir: Path) -> Path:
+    """The system's "disk": the installer's /target."""
+    return system_dir / "disk"
+
+
+def nocloud_seed(system_dir: Path) -> Path:
+    return disk_dir(system_dir) / "var" / "lib" / "cloud" / "seed" / "nocloud-net"
 
 
 def load_settings(system_dir: Path) -> dict[str, Any]:
@@ -38,17 +78,83 @@ def load_settings(system_dir: Path) -> dict[str, Any]:
     return settings
 
 
+def write_settings(system_dir: Path, *, name: str, mac: str, tftpboot: Path) -> None:
+    system_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"name": name, "mac": mac, "tftpboot": str(tftpboot)}
+    (system_dir / "machine.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def pxe_config(settings: dict[str, Any]) -> str | None:
+    """The PXE config Cobbler wrote for this MAC, as a PXE ROM would fetch it over TFTP; None if none."""
+    if not settings.get("tftpboot") or not settings.get("mac"):
+        return None
+    name = "01-" + str(settings["mac"]).lower().replace(":", "-")
+    try:
+        return (Path(settings["tftpboot"]) / "pxelinux.cfg" / name).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _append(path: Path, line: str) -> None:
+    with open(path, "a") as out:
+        out.write(line + "\n")
+
+
+def install(system_dir: Path, url: str) -> str:
+    """Fetch the rendered autoinstall and run its late command against the disk; returns a summary line."""
+    with urllib.request.urlopen(url, timeout=INSTALL_TIMEOUT) as answer:
+        preseed = answer.read().decode()
+    found = LATE_COMMAND.search(preseed)
+    if not found:
+        return f"installed {_stamp()} no late_command in {url}"
+    disk = disk_dir(system_dir)
+    disk.mkdir(parents=True, exist_ok=True)
+    command = found.group("command").replace("/target", str(disk))
+    done = subprocess.run(["sh", "-c", command], timeout=INSTALL_TIMEOUT, check=False)
+    return f"installed {_stamp()} late_command rc={done.returncode}"
+
+
+def describe_disk(system_dir: Path) -> str:
+    """What the installed system's cloud-init would read: instance id and a hash of the user data."""
+    seed = nocloud_seed(system_dir)
+    try:
+        user_data = (seed / "user-data").read_bytes()
+        meta = (seed / "meta-data").read_text()
+    except FileNotFoundError:
+        return f"disk {_stamp()} no NoCloud seed"
+    instance = re.search(r"^instance-id:\s*(\S+)", meta, re.MULTILINE)
+    return (
+        f"disk {_stamp()} instance-id={instance.group(1) if instance else '-'}"
+        f" user-data-sha256={hashlib.sha256(user_data).hexdigest()}"
+    )
+
+
 def boot(system_dir: Path, settings: dict[str, Any]) -> int:
-    """Boot the system; returns the boot's number. Today: record the boot and nothing else."""
+    """Boot the system as its PXE config says; returns the boot's number."""
     log = boots_log(system_dir)
     try:
         number = len(log.read_text().splitlines()) + 1
     except FileNotFoundError:
         number = 1
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    with open(log, "a") as out:
-        out.write(f"boot {number} {stamp} pid={os.getpid()}\n")
-    print(f"booted {system_dir.name} (boot {number})", flush=True)
+    config = pxe_config(settings)
+    url = INSTALLER_URL.search(config) if config else None
+    _append(log, f"boot {number} {_stamp()} pid={os.getpid()} from={'install' if url else 'disk'}")
+    print(f"booted {system_dir.name} (boot {number}, {'network install' if url else 'disk'})", flush=True)
+    if url:
+        try:
+            summary = install(system_dir, url.group("url"))
+        except (OSError, subprocess.SubprocessError) as exc:
+            summary = f"installed {_stamp()} failed: {exc}"
+        print(summary, flush=True)
+        _append(install_log(system_dir), summary)
+        # The installer reboots into the installed system; netboot is off now, so the disk boots.
+    summary = describe_disk(system_dir)
+    print(summary, flush=True)
+    _append(install_log(system_dir), summary)
     return number
 
 

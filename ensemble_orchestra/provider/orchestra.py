@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore, fail, gatherResults
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -108,6 +108,8 @@ class OrchestraProvider:
         self.power = PowerController(client, reactor, power_schedule or PowerSchedule(timeout=config.power_timeout))
         self._rng = rng or random.SystemRandom()
         self._limit = DeferredSemaphore(config.launch_concurrency)
+        # Told each phase of long work as (phase, detail): the CLI shows it to the person waiting.
+        self.progress: Callable[[str, str], None] = lambda phase, detail: None
 
     # -- finding -------------------------------------------------------------------------------
 
@@ -281,6 +283,7 @@ class OrchestraProvider:
         try:
             user_data = self._user_data(record, machine_data, master)
             fields = self._launch_fields(record, machine_id, machine_data.get("constraints") or {}, user_data)
+            self.progress("writing user data", record.name)
             await self.client.edit_system(record.name, fields)
             written = True
             _log.info(
@@ -288,7 +291,9 @@ class OrchestraProvider:
             )
             if before_power is not None:
                 await before_power(record)
+            self.progress("powering on", record.name)
             await self.power.boot_for_install(record.name)
+            self.progress("power confirmed", record.name)
         except BaseException as error:  # including cancellation (Ctrl-C): never strand the system
             await self._rollback(record, written, error)
             raise
@@ -303,7 +308,8 @@ class OrchestraProvider:
         )
 
     async def _rollback(self, record: SystemRecord, written: bool, error: BaseException) -> None:
-        _log.warn("launch on {system} failed ({error}); releasing it", system=record.name, error=str(error))
+        reason = "interrupted" if isinstance(error, CancelledError) else str(error) or type(error).__name__
+        _log.warn("launch on {system} failed ({error}); releasing it", system=record.name, error=reason)
         try:
             if written:
                 await self._return_to_pool(record.name)
@@ -328,6 +334,7 @@ class OrchestraProvider:
         back and the first failure raised; machines launched meanwhile stay owned and recorded
         (get_machines finds them).
         """
+        self.progress("claiming", f"{len(machines)} system(s) from {self.config.available_mgmt_class}")
         found = await self.client.find_systems_expanded({"mgmt_classes": self.config.available_mgmt_class})
         claimed = await self._claim_batch(found, machines)
         started: set[str] = set()  # uids whose launch began (and so rolls itself back)
@@ -365,6 +372,7 @@ class OrchestraProvider:
 
     async def bootstrap(self, constraints: Mapping[str, Any] | None = None) -> list[OrchestraMachine]:
         """Launch machine 0 (ZooKeeper); provider state is saved before it is powered on."""
+        self.progress("checking storage", self.config.storage_url)
         await self.storage.check_writable()
         state = await self.load_state()
         if state and state.get("zookeeper-instances"):
@@ -373,12 +381,28 @@ class OrchestraProvider:
                 f"(machine {', '.join(state['zookeeper-instances'])}); destroy-environment first"
             )
 
+        saved: list[str] = []
+
         async def record_state(record: SystemRecord) -> None:
             await self.save_state({"zookeeper-instances": [record.uid]})
+            saved.append(record.uid)
 
-        return await self.start_machines(
-            [{"machine-id": "0", "constraints": dict(constraints or {})}], master=True, before_power=record_state
-        )
+        try:
+            return await self.start_machines(
+                [{"machine-id": "0", "constraints": dict(constraints or {})}], master=True, before_power=record_state
+            )
+        except BaseException:  # the launch was rolled back: so is the state naming its machine
+            if saved:
+                try:
+                    await self.storage.delete(STATE_FILE)
+                except StorageError as error:
+                    _log.warn(
+                        "could not clear the provider state of {env} after a failed bootstrap: {error};"
+                        " 'destroy-environment' clears it",
+                        env=self.environment_name,
+                        error=str(error),
+                    )
+            raise
 
     # -- releasing -----------------------------------------------------------------------------
 
@@ -402,10 +426,12 @@ class OrchestraProvider:
 
     async def shutdown_machine(self, machine: OrchestraMachine) -> OrchestraMachine:
         """Power off, return to the pool, drop the claim. A power failure keeps the system owned (reported)."""
+        self.progress("powering off", machine.system_name)
         await self.power.power_off(machine.system_name)
         await self._return_to_pool(machine.system_name)
         await self.claims.release(machine.instance_id)
         _log.info("released {system}", system=machine.system_name)
+        self.progress("released", f"machine {machine.machine_id} ({machine.system_name})")
         return machine
 
     async def shutdown_machines(self, machines: Iterable[OrchestraMachine]) -> list[OrchestraMachine]:
@@ -436,6 +462,11 @@ class OrchestraProvider:
         for name in await self.storage.list(PORTS_DIR + "/"):
             await self.storage.delete(name)
         return released
+
+    async def close(self) -> None:
+        """Close the Cobbler and storage connections (before the reactor stops)."""
+        await self.client.close()
+        await self.storage.close()
 
     # -- state and ports -----------------------------------------------------------------------
 

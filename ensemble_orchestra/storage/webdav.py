@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from ..http.agent import make_agent
 from ..http.body import BytesBody, read_body
+from ..http.cancel import is_cancellation
 from ..http.digest import Credentials, HTTPAuthAgent, InsecureAuthRefused
 from ..interfaces import IFileStorage
 from ..secret import Secret
@@ -72,13 +73,6 @@ def _segments(name: str, what: str) -> list[str]:
     if any(p in ("", ".", "..") or _BAD_SEGMENT.search(p) for p in parts):
         raise ValueError(f"bad storage {what} {name!r}: use relative names like 'charms/mysql-1.zip'")
     return parts
-
-
-def _cancelled(exc: BaseException) -> bool:
-    """Whether *exc* is, or wraps (Twisted's ResponseNeverReceived etc.), a cancellation."""
-    if isinstance(exc, defer.CancelledError):
-        return True
-    return any(r.check(defer.CancelledError) for r in getattr(exc, "reasons", None) or [])
 
 
 def _quoted(parts: Iterable[str]) -> str:
@@ -345,7 +339,7 @@ class WebDAVStorage:
             except Exception as exc:
                 if not deadline.active():  # the deadline cancelled it, whatever Twisted wrapped that in
                     raise error_for_exception(defer.TimeoutError(), method, url, self._timeout) from exc
-                if _cancelled(exc):
+                if is_cancellation(exc):
                     raise defer.CancelledError() from exc  # our caller's cancel, not a storage fault
                 if resend and attempt == 1 and isinstance(exc, _RESENDABLE):
                     log.debug("{method} {url} got no answer, sending it again", method=method, url=url)

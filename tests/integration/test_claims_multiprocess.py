@@ -16,7 +16,6 @@ from ensemble_orchestra.lab.testing import start_lab
 
 pytestmark = pytest.mark.lab
 
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYmtleWxhYmtleWxhYmtleWxhYmtleQ lab@test"
 CLAIMERS, EACH, POOL = 8, 5, 40
 
 
@@ -33,7 +32,7 @@ def pool_lab(lab_parent: Path, ensemble_home: Path):
 def test_concurrent_claimer_processes_never_share_a_system(pool_lab, tmp_path: Path, round_: int) -> None:
     pool_lab.lab.reset()
     config = tmp_path / "env.json"
-    config.write_text(json.dumps({**lab_environment(pool_lab.spec, pool_lab.layout), "authorized-keys": KEY}))
+    config.write_text(json.dumps(lab_environment(pool_lab.spec, pool_lab.layout)))
     worker = Path(__file__).with_name("_claimer.py")
     procs = [
         subprocess.Popen(

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import xmlrpc.client
+from pathlib import Path
 
 import pytest
 import requests
@@ -200,3 +201,7 @@ def test_lab_up_wrote_the_lab_environment(session_lab: RunningLab, ensemble_home
     assert env["orchestra-pass"] == session_lab.spec.cobbler_password
     assert env["available-mgmt-class"] == AVAILABLE_CLASS
     assert (ensemble_home / "environments.yaml").stat().st_mode & 0o077 == 0
+    # It works without a user key: the lab made its own key pair, private key unreadable by others.
+    public = Path(env["authorized-keys-path"])
+    assert public.read_text().startswith("ssh-ed25519 ")
+    assert (public.parent / "id_ed25519").stat().st_mode & 0o077 == 0

@@ -211,6 +211,18 @@ async def test_a_wrong_bmc_password_rolls_the_launch_back(make_provider, lab: Ru
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_bootstrap_whose_power_on_fails_leaves_no_state(make_provider, lab: RunningLab) -> None:
+    """State is saved before power-on; when power-on then fails, the rollback clears it with the system."""
+    victim = lab.spec.system(4)
+    lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_pass": WRONG_BMC_PASSWORD}, lab.token())
+    provider = make_provider()
+    await _raises(PowerError, provider.bootstrap({"orchestra-name": victim.name}))
+    assert await provider.load_state() is False
+    [machine] = await provider.bootstrap({})  # not "already bootstrapped"
+    assert machine.system_name != victim.name
+
+
+@pytest_twisted.ensureDeferred
 async def test_storage_down_before_bootstrap_touches_nothing(make_provider, lab: RunningLab, logged: list[str]) -> None:
     provider = make_provider()
     assert await deferToThread(lab.lab.stop_server, "webdav")

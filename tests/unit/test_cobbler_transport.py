@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.web.iweb import IAgent
 from twisted.web.server import Site
@@ -17,6 +18,7 @@ from ensemble_orchestra.cobbler import (
     DEFAULT_RETRY,
     CobblerInvalidRequest,
     CobblerNotFound,
+    CobblerTimeout,
     CobblerTLSError,
     CobblerUnavailable,
     RetryPolicy,
@@ -100,8 +102,19 @@ def test_timeout_error_says_so() -> None:
     clock, _, transport = make(["hang"], timeout=2.0, retry=RetryPolicy(()))
     d = start(transport.call("version"))
     clock.advance(2.0)
-    with pytest.raises(CobblerUnavailable, match="timed out .after 2s"):
+    with pytest.raises(CobblerTimeout, match="timed out .after 2s"):
         result_of(d)
+
+
+def test_a_callers_cancel_is_a_cancellation_not_a_timeout_nor_retried() -> None:
+    """Ctrl-C cancels the call under way: CancelledError reaches the caller (whose cleanup runs), at once."""
+    clock, agent, transport = make(["hang"], timeout=5.0)
+    d = start(transport.call("power_system", "system::node001", "on", "tok", idempotent=False))
+    clock.advance(1.0)
+    d.cancel()
+    with pytest.raises(CancelledError):
+        result_of(d)
+    assert agent.requests == 1 and clock.getDelayedCalls() == []
 
 
 def test_http_5xx_is_retried_4xx_is_not() -> None:
