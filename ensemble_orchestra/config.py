@@ -217,6 +217,9 @@ def parse_orchestra(
     server = v["orchestra-server"]
     if "/" in server or " " in server:
         raise _fail(source, env, "orchestra-server", f"must be a host or host:port, not a URL (got {server!r})")
+    _host, colon, port = server.rpartition(":") if not server.endswith("]") else ("", "", "")
+    if colon and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise _fail(source, env, "orchestra-server", f"has a bad port: use host or host:port (got {server!r})")
     storage_url = _check_url(v["storage-url"] or f"http://{server}/webdav", "storage-url", source, env)
     api_url = _check_url(v["cobbler-api-url"] or f"http://{server}/cobbler_api", "cobbler-api-url", source, env)
     for class_key in ("acquired-mgmt-class", "available-mgmt-class"):

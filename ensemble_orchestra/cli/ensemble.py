@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from .. import __version__
 from ..cobbler import CobblerError
@@ -79,8 +80,19 @@ def _parser() -> argparse.ArgumentParser:
 # -- the commands ---------------------------------------------------------------------------------
 
 
-async def _bootstrap(provider: Any, args: argparse.Namespace, progress: Progress, reactor: Any) -> None:
-    constraints = parse_constraints(args.constraints, await provider.get_constraint_set())
+def _known_constraints(provider: Any) -> tuple[str, ...]:
+    """The provider's constraint names, before the reactor runs (its answer needs no server)."""
+    answer = ensureDeferred(provider.get_constraint_set())
+    names: list[Any] = []
+    answer.addBoth(names.append)
+    if not names or isinstance(names[0], Failure):
+        raise UsageError(f"the {provider.provider_type} provider did not list its constraints")
+    return tuple(names[0])
+
+
+async def _bootstrap(
+    provider: Any, args: argparse.Namespace, constraints: dict[str, str], progress: Progress, reactor: Any
+) -> None:
     name = provider.environment_name
     try:
         [machine] = await provider.bootstrap(constraints)
@@ -182,14 +194,19 @@ def _confirm_destroy(name: str, provider_type: str) -> bool:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def _with_provider(args: argparse.Namespace, work: Callable[[Any, Progress, Any], Any]) -> int | None:
-    """Select the environment, build its provider (config errors: exit 2), run *work* on the reactor."""
+def _with_provider(
+    args: argparse.Namespace, work: Callable[[Any, Progress, Any], Any], check: Callable[[Any], None] | None = None
+) -> int | None:
+    """Select the environment, build its provider and *check* the arguments against it (config and usage
+    errors: exit 2, before anything runs), then run *work* on the reactor."""
     from twisted.internet import reactor
 
     selected = select_environment(args.environment)
+    provider = selected.create_provider(reactor)
+    if check is not None:
+        check(provider)
     for warning in selected.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    provider = selected.create_provider(reactor)
     progress = Progress(sys.stderr)
     provider.progress = progress
 
@@ -211,7 +228,14 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         print(f"wrote a sample environments.yaml to {path}: edit its orchestra environment, then 'ensemble bootstrap'")
         return 0
     if args.command == "bootstrap":
-        return _with_provider(args, lambda p, progress, reactor: _bootstrap(p, args, progress, reactor))
+        constraints: dict[str, str] = {}
+
+        def check(provider: Any) -> None:
+            constraints.update(parse_constraints(args.constraints, _known_constraints(provider)))
+
+        return _with_provider(
+            args, lambda p, progress, reactor: _bootstrap(p, args, constraints, progress, reactor), check
+        )
     if args.command == "status":
         return _with_provider(args, lambda p, progress, reactor: _status(p, args))
     if args.command == "destroy-environment":

@@ -1,0 +1,186 @@
+"""`ensemble` on bad environments.yaml files: one line on stderr naming the file (and environment and key),
+no traceback, exit code 2 — checked over a table of malformed files and a property-based fuzz.
+
+Every case fails before the reactor would start, so the command runs in-process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ensemble_orchestra.cli.ensemble import main
+from ensemble_orchestra.cli.environment import select_environment
+from ensemble_orchestra.config import ORCHESTRA_KEYS, ConfigError
+
+GOOD = {
+    "type": "orchestra",
+    "orchestra-server": "orchestra.example.com",
+    "orchestra-user": "ensemble",
+    "orchestra-pass": "s3cret-pass-91",
+    "admin-secret": "adm1n-secret-77",
+    "acquired-mgmt-class": "orchestra-ensemble-acquired",
+    "available-mgmt-class": "orchestra-ensemble-available",
+    "default-series": "precise",
+    "authorized-keys": "ssh-ed25519 AAAAC3Nza test@example",
+}
+SECRETS = ("s3cret-pass-91", "adm1n-secret-77")
+REQUIRED = [k.name for k in ORCHESTRA_KEYS if k.required]
+NUMERIC = [k.name for k in ORCHESTRA_KEYS if k.kind in (int, float)]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ENSEMBLE_HOME", str(tmp_path))
+    monkeypatch.delenv("ENSEMBLE_ENV", raising=False)
+    return tmp_path
+
+
+def _env_file(home: Path, text: str) -> Path:
+    path = home / "environments.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def _with(**changes: object) -> str:
+    env = {k: v for k, v in {**GOOD, **changes}.items() if v is not None}
+    return yaml.safe_dump({"environments": {"prod": env}})
+
+
+CASES = [
+    # (file text, command, what the line must say)
+    ("environments: [a, b\n", ["status"], "malformed YAML at line"),
+    ("just a string\n", ["status"], "expected a mapping"),
+    ("environments: {}\n", ["status"], "'environments:' must be a mapping of at least one"),
+    ("environments:\n  prod: 3\n", ["status"], "environment 'prod' must be a mapping"),
+    (_with(type=None), ["status"], "key 'type' is missing"),
+    (_with(type="ec3"), ["bootstrap"], "key 'type': unknown provider type 'ec3'"),
+    (_with(**{"orchestra-server": None}), ["status"], "key 'orchestra-server' is required"),
+    (_with(**{"orchestra-server": "http://x/y"}), ["status"], "key 'orchestra-server' must be a host"),
+    (_with(**{"orchestra-pass": ["a"]}), ["status"], "key 'orchestra-pass' must be a string"),
+    (_with(**{"power-timeout": "soon"}), ["status"], "key 'power-timeout' must be a positive number"),
+    (_with(**{"launch-concurrency": 0}), ["status"], "key 'launch-concurrency' must be a positive number"),
+    (_with(**{"storage-url": "ftp://x"}), ["status"], "key 'storage-url' must be an http"),
+    (_with(**{"available-mgmt-class": "a b"}), ["status"], "key 'available-mgmt-class' must be one"),
+    (_with(**{"acquired-mgmt-class": GOOD["available-mgmt-class"]}), ["status"], "must differ"),
+    (_with(**{"authorized-keys-path": "/nonexistent/key.pub"}), ["status"], "key 'authorized-keys'"),
+    (_with(**{"ca-bundle": "/nonexistent/ca.pem"}), ["status"], "key 'ca-bundle' names"),
+    (_with(**{"placement": "anywhere"}), ["status"], "key 'placement' must be one of"),
+    (_with(**{"colour": "blue"}), ["destroy-environment", "-y"], "key 'colour' is not an orchestra setting"),
+    (_with(), ["status", "-e", "staging"], "no environment 'staging' (defined: prod)"),
+    (_with(), ["bootstrap", "--constraints", "arch"], "constraint 'arch' is not NAME=VALUE"),
+    (_with(), ["bootstrap", "--constraints", "colour=red"], "unknown constraint 'colour'"),
+    (_with(), ["bootstrap", "--constraints", "mem=lots"], "constraint mem='lots'"),
+]
+
+
+@pytest.mark.parametrize(("text", "command", "expected"), CASES)
+def test_bad_configuration_is_one_line_and_exit_2(
+    home: Path, capsys: pytest.CaptureFixture[str], text: str, command: list[str], expected: str
+) -> None:
+    path = _env_file(home, text)
+    assert main(command) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ensemble: error: ") and expected in lines[0]
+    assert command[1:2] == ["--constraints"] or str(path) in lines[0]
+    assert "Traceback" not in err and out == ""
+    assert not any(s in err for s in SECRETS)
+
+
+def test_a_missing_file_says_how_to_create_one(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist: run 'ensemble init'" in err
+
+
+def test_verbose_shows_the_traceback(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _env_file(home, _with(type="ec3"))
+    assert main(["status", "-v"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_init_writes_a_sample_that_parses_and_never_overwrites(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init"]) == 0
+    path = home / "environments.yaml"
+    assert os.stat(path).st_mode & 0o077 == 0  # it holds the generated admin-secret
+    selected = select_environment(None)
+    assert selected.name == "orchestra" and selected.provider_type == "orchestra"
+    assert len(selected.raw["admin-secret"]) == 32
+    before = path.read_text()
+    assert main(["init"]) == 1
+    assert "exists and was not overwritten" in capsys.readouterr().err
+    assert path.read_text() == before
+
+
+def test_a_world_readable_file_with_passwords_gets_a_warning(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _env_file(home, _with(**{"power-timeout": -1})).chmod(0o644)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert "warning" not in err  # config errors come first: one line
+    path = _env_file(home, _with())
+    path.chmod(0o644)
+    assert select_environment(None).warnings == (
+        f"{path} holds passwords and is readable by other users: chmod 600 {path}",
+    )
+
+
+# -- fuzz: every mutation below makes the file invalid; each must give one line and exit code 2 ----------
+
+# Not junk: None on an optional key (unset: its default) and numbers on text keys (YAML's 1234 password is text).
+_junk = st.one_of(
+    st.booleans(),
+    st.lists(st.text(max_size=5), min_size=1, max_size=3),
+    st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=5), min_size=1, max_size=2),
+)
+_known = {k.name for k in ORCHESTRA_KEYS} | {"type"}
+_mutations = st.one_of(
+    st.builds(lambda key: ("drop", key, None), st.sampled_from(REQUIRED)),
+    st.builds(lambda key: ("set", key, None), st.sampled_from(REQUIRED)),
+    st.builds(lambda key, value: ("set", key, value), st.sampled_from(REQUIRED + NUMERIC), _junk),
+    st.builds(
+        lambda key, value: ("set", key, value),
+        st.sampled_from(NUMERIC),
+        st.one_of(st.integers(-5, 0), st.floats(max_value=0), st.text(max_size=6)),
+    ),
+    st.builds(lambda port: ("set", "orchestra-server", f"orchestra:{port}"), st.text(max_size=6)),
+    st.builds(
+        lambda key, value: ("set", key, value),
+        st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(lambda k: k not in _known),
+        st.text(max_size=8),
+    ),
+    st.builds(lambda value: ("set", "type", value), st.text(max_size=10).filter(lambda t: t.strip() != "orchestra")),
+    st.builds(lambda text: ("raw", None, text), st.text(max_size=40)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutation=_mutations)
+def test_fuzzed_bad_files_are_one_line_and_exit_2(
+    home: Path, capsys: pytest.CaptureFixture[str], mutation: tuple[str, str | None, object]
+) -> None:
+    kind, key, value = mutation
+    env = dict(GOOD)
+    if kind == "drop":
+        del env[key]
+    elif kind == "set":
+        env[key] = value
+    text = value if kind == "raw" else yaml.safe_dump({"environments": {"prod": env}})
+    _env_file(home, str(text))
+    # The command must not get past configuration (it would start the reactor): prove the file is invalid.
+    with pytest.raises(ConfigError):
+        from twisted.internet import reactor
+
+        select_environment(None).create_provider(reactor)
+    capsys.readouterr()
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ensemble: error: ") and "Traceback" not in err
+    assert not any(s in err for s in SECRETS)
