@@ -6,6 +6,7 @@ __all__ = [
     "EnvironmentAlreadyBootstrapped",
     "EnvironmentNotBootstrapped",
     "MachinesNotFound",
+    "MissingProfile",
     "NoMatchingSystems",
     "PowerError",
     "ProviderError",
@@ -19,6 +20,10 @@ class ProviderError(Exception):
 
 class NoMatchingSystems(ProviderError):
     """No available system matches the constraints (or all were claimed by others meanwhile)."""
+
+
+class MissingProfile(ProviderError):
+    """Cobbler has no ``<series>-<arch>`` profile for the series asked for (setup-server creates them)."""
 
 
 class PowerError(ProviderError):

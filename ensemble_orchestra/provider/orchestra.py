@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..cloudinit import MachineUserData, render_user_data
-from ..cobbler import CobblerClient, CobblerError, CobblerNotFound, SystemRecord
+from ..cobbler import CobblerClient, CobblerError, CobblerInvalidRequest, CobblerNotFound, SystemRecord
 from ..config import OrchestraConfig
 from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
 from ..storage import FileNotFound, StorageError
@@ -31,6 +31,7 @@ from .claims import ClaimRegistry
 from .errors import (
     EnvironmentAlreadyBootstrapped,
     MachinesNotFound,
+    MissingProfile,
     NoMatchingSystems,
     ProviderError,
     ReleaseFailed,
@@ -284,7 +285,16 @@ class OrchestraProvider:
             user_data = self._user_data(record, machine_data, master)
             fields = self._launch_fields(record, machine_id, machine_data.get("constraints") or {}, user_data)
             self.progress("writing user data", record.name)
-            await self.client.edit_system(record.name, fields)
+            try:
+                await self.client.edit_system(record.name, fields)
+            except CobblerInvalidRequest as error:
+                if fields["profile"] not in str(error):
+                    raise
+                raise MissingProfile(
+                    f"Cobbler has no profile '{fields['profile']}' (<series>-<arch>) for {record.name}: import that"
+                    " series' distro and run 'ensemble-orchestra setup-server', or choose another default-series or"
+                    " series constraint"
+                ) from None
             written = True
             _log.info(
                 "claimed {system} ({uid}) as machine {machine}", system=record.name, uid=record.uid, machine=machine_id

@@ -14,7 +14,7 @@ from ensemble_orchestra.interfaces import IMachineProvider, IProviderMachine
 from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
 from ensemble_orchestra.lab.testing import RunningLab
-from ensemble_orchestra.provider.errors import EnvironmentAlreadyBootstrapped, NoMatchingSystems
+from ensemble_orchestra.provider.errors import EnvironmentAlreadyBootstrapped, MissingProfile, NoMatchingSystems
 from ensemble_orchestra.provider.orchestra import ENV_KEY, USER_DATA_KEY
 
 pytestmark = pytest.mark.lab
@@ -140,3 +140,13 @@ async def test_launch_costs_at_most_four_calls_per_machine_in_a_batch(make_provi
     await provider.start_machines([_data(str(i)) for i in range(4)])
     calls = sum(provider.client.calls.values()) - before - provider.power.polls
     assert calls == 2 + 4 * 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_series_without_a_profile_is_named_and_rolled_back(make_provider, lab: RunningLab) -> None:
+    """default-series with no <series>-<arch> profile in Cobbler: a clear error; nothing claimed, no state."""
+    provider = make_provider(**{"default-series": "trusty"})
+    with pytest.raises(MissingProfile, match="Cobbler has no profile 'trusty-x86_64'.*setup-server"):
+        await provider.bootstrap({})
+    assert await provider.get_machines() == [] and await provider.load_state() is False
+    assert {tuple(r["mgmt_classes"]) for r in lab.cobbler().get_systems()} == {(AVAILABLE_CLASS,)}
