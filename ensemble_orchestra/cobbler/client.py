@@ -19,6 +19,7 @@ from twisted.web.iweb import IAgent
 from ..secret import Secret, reveal
 from ._globs import covering_glob
 from ._once import OnceInFlight
+from .admin import AdminCalls
 from .errors import (
     CobblerAuthError,
     CobblerInvalidRequest,
@@ -48,7 +49,7 @@ log = Logger()
 POWER_OPERATIONS = frozenset({"on", "off", "reboot", "status"})
 
 
-class CobblerClient:
+class CobblerClient(AdminCalls):
     """A Cobbler XML-RPC session: login, version detection, and the operations the provider needs.
 
     *url* is the XML-RPC endpoint: ``https://orchestra/cobbler_api`` behind Orchestra's Apache, or
@@ -56,6 +57,7 @@ class CobblerClient:
     IReactorTime; *clock* (default the reactor) drives timeouts, backoff and task polling.
     Timeouts: *timeout* per ordinary call, *power_timeout* per synchronous power call (Cobbler tries
     the fence agent 3 times, 2 s apart, each up to the agent's own timeout), *sync_timeout* for sync.
+    Administration calls (templates, snippets, generic object add/edit) come from `admin.AdminCalls`.
     """
 
     def __init__(

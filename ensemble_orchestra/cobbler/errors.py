@@ -172,6 +172,12 @@ FAULT_TABLE: tuple[FaultRule, ...] = (
     _rule(r"authorization failure", CobblerAuthError, "user authenticated but not allowed"),
     _rule(r"unknown system name", CobblerNotFound, "edit/handle/power of a missing system"),
     _rule(
+        r"unknown (distro|profile|mgmtclass|image|repo|package|file|menu) name",
+        CobblerNotFound,
+        "xapi edit of a missing distro, profile, mgmtclass ...",
+    ),
+    _rule(r"installation snippet file location .*file not found", CobblerNotFound, "read of a missing snippet"),
+    _rule(
         r"'NoneType' object has no attribute 'power_",
         CobblerNotFound,
         "3.x power_system on a 'system::NAME' handle whose system does not exist",
@@ -188,6 +194,7 @@ FAULT_TABLE: tuple[FaultRule, ...] = (
     _rule(r"(?i)invalid ipv[46] address|invalid format for ip", CobblerInvalidRequest, "malformed IP"),
     _rule(r"(?i)(ip address|dns[ -]name) dupl", CobblerInvalidRequest, "IP/DNS name already used"),
     _rule(r"(?i)automatic installation template|kickstart not found", CobblerInvalidRequest, "unknown template"),
+    _rule(r'distribution ".*" not found', CobblerInvalidRequest, "profile with an unknown distro"),
     _rule(r"power (management )?type must be one of|fence-agents installed", CobblerInvalidRequest, "power_type"),
     _rule(r"unwise to overwrite", CobblerInvalidRequest, "xapi add of an existing object"),
     _rule(r"calling find with no arguments", CobblerInvalidRequest, "find_* with empty criteria"),

@@ -70,6 +70,7 @@ class SystemRecord:
     `inherited` names the fields whose value is Cobbler's ``<<inherit>>`` (taken from the profile);
     those fields hold an empty value here. `arch` is None unless resolved (see
     ``CobblerClient.get_system(resolve_arch=True)``): Cobbler keeps the arch on the distro.
+    `has_power_pass` says whether a BMC password is set, without keeping it.
     """
 
     name: str
@@ -87,6 +88,7 @@ class SystemRecord:
     power_address: str = ""
     power_user: str = ""
     power_id: str = ""
+    has_power_pass: bool = False
     owners: tuple[str, ...] = ()
     comment: str = ""
     status: str = ""
@@ -192,6 +194,7 @@ def system_from_record(raw: Mapping[str, Any], fields: FieldMap, arch: str | Non
         power_address=_text(r.get("power_address")),
         power_user=_text(r.get("power_user")),
         power_id=_text(r.get("power_id")),
+        has_power_pass=bool(_text(r.get("power_pass"))),
         owners=_words(r.get("owners")),
         comment=_text(r.get("comment")),
         status=_text(r.get("status")),

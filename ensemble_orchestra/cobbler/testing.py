@@ -1,6 +1,7 @@
 """In-memory Cobbler for tests of code built on the client (public, like ``treq.testing``).
 
-`FakeCobbler` answers the XML-RPC methods the client uses with the real server's Fault texts
+`FakeCobbler` answers the XML-RPC methods the client uses (systems, power, and the administration
+calls: distros, profiles, mgmt classes, templates, snippets) with the real server's Fault texts
 (captured from cobblerd 3.3.10; 2.x texts where *generation* is 2). Serve it either through
 `FakeCobblerAgent` (an IAgent: no sockets; responses after *latency* on an injected clock; scripted
 network failures) or through `FakeCobblerResource` on a real port. Behaviour that matters in
@@ -58,6 +59,28 @@ class FakeCobbler:
         self.failing_bmcs: set[str] = set()
         self.tasks: dict[str, tuple[str, str]] = {}
         self.systems: dict[str, dict[str, Any]] = {}
+        # Other objects by kind (distro, profile, mgmtclass, ...), then templates and snippets by path.
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            "distro": {
+                "oneiric-x86_64": {
+                    "name": "oneiric-x86_64",
+                    "arch": "x86_64",
+                    "breed": "ubuntu",
+                    "os_version": "oneiric",
+                }
+            },
+            "profile": {
+                "oneiric-x86_64": {
+                    "name": "oneiric-x86_64",
+                    "distro": "oneiric-x86_64",
+                    "parent": "",
+                    "autoinstall": "<<inherit>>",
+                }
+            },
+            "mgmtclass": {},
+        }
+        self.templates: dict[str, str] = {"sample.seed": "# Cobbler's sample preseed\n"}
+        self.snippets: dict[str, str] = {"late_apt_repo_config": "# a stock snippet\n"}
         for n in range(1, systems + 1):
             self.add_system(f"node{n:03d}", mac=f"52:54:00:00:00:{n:02x}", ip=f"10.0.0.{n}")
 
@@ -145,7 +168,7 @@ class FakeCobbler:
         )
 
     def xmlrpc_get_item_names(self, what: str) -> list[str]:
-        return sorted(self.systems) if what == "system" else []
+        return sorted(self.systems if what == "system" else self.objects.get(what, {}))
 
     def xmlrpc_find_system(self, criteria: dict[str, str], expand: bool = False) -> list[Any]:
         if not criteria:
@@ -160,10 +183,10 @@ class FakeCobbler:
         return [dict(self.systems[n]) for n in sorted(self.systems)]
 
     def xmlrpc_get_profiles(self) -> list[dict[str, Any]]:
-        return [{"name": "oneiric-x86_64", "distro": "oneiric-x86_64", "parent": ""}]
+        return [dict(p) for _, p in sorted(self.objects["profile"].items())]
 
     def xmlrpc_get_distros(self) -> list[dict[str, Any]]:
-        return [{"name": "oneiric-x86_64", "arch": "x86_64", "breed": "ubuntu", "os_version": "oneiric"}]
+        return [dict(d) for _, d in sorted(self.objects["distro"].items())]
 
     def xmlrpc_get_system_handle(self, name: str, token: str) -> str:
         self._system(name)
@@ -171,6 +194,8 @@ class FakeCobbler:
 
     def xmlrpc_xapi_object_edit(self, kind: str, name: str, op: str, attrs: dict[str, Any], token: str) -> bool:
         self._check_token(token)
+        if kind != "system":
+            return self._edit_object(kind, name, op, attrs)
         system = self._system(name)
         interface = attrs.pop("interface", None)
         for key, value in attrs.items():
@@ -179,6 +204,62 @@ class FakeCobbler:
             elif key in system:  # like 3.x modify_item: unknown attributes are silently ignored
                 system[key] = value
         return True
+
+    def _edit_object(self, kind: str, name: str, op: str, attrs: dict[str, Any]) -> bool:
+        """xapi add/edit of a distro, profile, mgmtclass ... with 3.3's checks of names and references."""
+        objects = self.objects.setdefault(kind, {})
+        if op == "add" and name in objects:
+            raise cobbler_fault(f"It seems unwise to overwrite the object {name}, try 'edit'")
+        if op != "add" and name not in objects:
+            raise cobbler_fault(f"internal error, unknown {kind} name {name}")
+        if "distro" in attrs and attrs["distro"] not in self.objects["distro"]:
+            raise cobbler_fault(f'distribution "{attrs["distro"]}" not found', "ValueError")
+        template = attrs.get("autoinstall")
+        if template and template != "<<inherit>>" and template not in self.templates:
+            raise cobbler_fault(
+                "Invalid automatic installation template file location "
+                f"/var/lib/cobbler/templates/{template}, file not found",
+                "OSError",
+            )
+        objects.setdefault(name, {"name": name}).update(attrs)
+        return True
+
+    def _template_store(self, kind: str) -> dict[str, str]:
+        return self.templates if kind == "template" else self.snippets
+
+    def _read_file(self, kind: str, path: str, token: str) -> str:
+        self._check_token(token)
+        store = self._template_store(kind)
+        if path not in store:
+            what = "automatic installation template" if kind == "template" else "automated installation snippet"
+            where = "templates" if kind == "template" else "snippets"
+            raise cobbler_fault(
+                f"Invalid {what} file location /var/lib/cobbler/{where}/{path}, file not found", "OSError"
+            )
+        return store[path]
+
+    def _write_file(self, kind: str, path: str, data: str, token: str) -> bool:
+        self._check_token(token)
+        self._template_store(kind)[path] = data
+        return True
+
+    def xmlrpc_get_autoinstall_templates(self) -> list[str]:
+        return sorted(self.templates)
+
+    def xmlrpc_get_autoinstall_snippets(self) -> list[str]:
+        return sorted(self.snippets)
+
+    def xmlrpc_read_autoinstall_template(self, path: str, token: str) -> str:
+        return self._read_file("template", path, token)
+
+    def xmlrpc_write_autoinstall_template(self, path: str, data: str, token: str) -> bool:
+        return self._write_file("template", path, data, token)
+
+    def xmlrpc_read_autoinstall_snippet(self, path: str, token: str) -> str:
+        return self._read_file("snippet", path, token)
+
+    def xmlrpc_write_autoinstall_snippet(self, path: str, data: str, token: str) -> bool:
+        return self._write_file("snippet", path, data, token)
 
     def xmlrpc_modify_system(self, handle: str, field: str, value: Any, token: str) -> bool:
         self._check_token(token)

@@ -108,6 +108,15 @@ CAPTURED_FAULTS = [
         CobblerInvalidRequest,
     ),
     ("find_system", "<class 'ValueError'>:calling find with no arguments", CobblerInvalidRequest),
+    ("xapi_object_edit", f"{CX}:'internal error, unknown mgmtclass name nosuch'", CobblerNotFound),
+    ("xapi_object_edit", f"{CX}:'internal error, unknown profile name nosuch'", CobblerNotFound),
+    (
+        "read_autoinstall_snippet",
+        "<class 'OSError'>:Invalid automated installation snippet file location "
+        "/lab/cobbler/var/lib/cobbler/snippets/nosuch, file not found",
+        CobblerNotFound,
+    ),
+    ("xapi_object_edit", "<class 'ValueError'>:distribution \"nosuch\" not found", CobblerInvalidRequest),
     # From Cobbler's sources (3.3 power_manager, 2.x item_system), not provoked on the lab:
     ("power_system", f"{CX}:\"command succeeded (rc=0), but output ('?') was not understood\"", CobblerPowerError),
     ("modify_system", f"{CX}:'invalid profile name: nosuch'", CobblerInvalidRequest),  # 2.x
