@@ -1,25 +1,44 @@
-"""``ensemble-orchestra``: the lab and the Orchestra server-kit commands."""
+"""``ensemble-orchestra``: the lab and the Orchestra server-kit commands (``setup-server``)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
+from ..cobbler import CobblerClient, CobblerError
 from ..kit import KitNotFound
 from ..lab.envfile import EnvironmentsFileError
 from ..lab.lab import Lab, LabError, LabStatus
 from ..lab.layout import DEFAULT_BASE_PORT, DEFAULT_SYSTEMS, LabSpec, default_lab_dir
 from ..lab.processes import ProcessStartError
+from ..secret import Secret
+from ..server_kit import (
+    DEFAULT_ACQUIRED_CLASS,
+    DEFAULT_AVAILABLE_CLASS,
+    ServerKitError,
+    SetupReport,
+    format_report,
+    load_kit,
+    setup_server,
+)
 from ._run import UsageError, run_command
+from .logs import start_logging
+from .reactor_run import run_on_reactor
 
-__all__ = ["main"]
+__all__ = ["PASSWORD_ENV", "main"]
+
+PROG = "ensemble-orchestra"
+PASSWORD_ENV = "ENSEMBLE_ORCHESTRA_PASSWORD"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ensemble-orchestra", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     status = lab_commands.add_parser("status", help="servers, systems, power and logs")
     status.add_argument("--dir", type=Path, default=None, help=dir_help)
     status.add_argument("--format", choices=("table", "json"), default="table")
+
+    setup = commands.add_parser(
+        "setup-server",
+        help="prepare a Cobbler server for Ensemble from the Orchestra kit (idempotent)",
+        description="Upload the kit's preseed and snippets, create the management classes and a <series>-<arch>"
+        " profile per imported distro, and report systems without power settings. Reads first, writes only"
+        f" what differs. The password comes from ${PASSWORD_ENV} or a prompt.",
+    )
+    setup.add_argument("--cobbler", required=True, metavar="URL", help="XML-RPC URL, e.g. http://orchestra/cobbler_api")
+    setup.add_argument("--user", required=True, help="Cobbler user")
+    setup.add_argument("--available-class", default=DEFAULT_AVAILABLE_CLASS, help="default %(default)s")
+    setup.add_argument("--acquired-class", default=DEFAULT_ACQUIRED_CLASS, help="default %(default)s")
+    setup.add_argument("--ca-bundle", type=Path, default=None, metavar="FILE", help="PEM CA certificates for https")
+    setup.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log the calls; tracebacks on errors"
+    )
     return parser
 
 
@@ -125,10 +160,54 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(user: str) -> Secret:
+    """The Cobbler password: $ENSEMBLE_ORCHESTRA_PASSWORD, else asked on the terminal (never an argument)."""
+    value = os.environ.get(PASSWORD_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise UsageError(f"no Cobbler password: set {PASSWORD_ENV} or run in a terminal to be asked")
+        value = getpass.getpass(f"Cobbler password for {user}: ")
+    if not value:
+        raise UsageError("the Cobbler password is empty")
+    return Secret(value)
+
+
+def _setup_server(args: argparse.Namespace) -> int:
+    if not args.cobbler.startswith(("http://", "https://")):
+        raise UsageError(f"--cobbler must be an http:// or https:// URL, not {args.cobbler!r}")
+    if args.ca_bundle is not None and not args.ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
+    kit = load_kit()
+    password = _password(args.user)
+    from twisted.internet import reactor
+
+    try:
+        client = CobblerClient(args.cobbler, args.user, password, reactor, ca_bundle=args.ca_bundle)
+    except ValueError as exc:  # e.g. a CA bundle without a certificate
+        raise UsageError(str(exc)) from None
+
+    async def body(_: Any) -> SetupReport:
+        try:
+            return await setup_server(
+                client, kit, available_class=args.available_class, acquired_class=args.acquired_class
+            )
+        finally:
+            await client.close()
+
+    stop_logging = start_logging(PROG, verbose=args.verbose, log_file=None)
+    try:
+        report = run_on_reactor(body, reactor)
+    finally:
+        stop_logging()
+    print(format_report(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    expected = (LabError, ProcessStartError, EnvironmentsFileError, KitNotFound, OSError)
-    return run_command("ensemble-orchestra", lambda: _lab(args), verbose=args.verbose, expected=expected)
+    expected = (LabError, ProcessStartError, EnvironmentsFileError, KitNotFound, ServerKitError, CobblerError, OSError)
+    body = (lambda: _setup_server(args)) if args.command == "setup-server" else (lambda: _lab(args))
+    return run_command(PROG, body, verbose=args.verbose, expected=expected)
 
 
 if __name__ == "__main__":

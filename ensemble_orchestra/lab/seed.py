@@ -1,4 +1,9 @@
-"""Seed and reset the lab's Cobbler: distros, profiles, the Ensemble preseed, and the system pool.
+"""Seed and reset the lab's Cobbler the way an administrator prepares an Orchestra server.
+
+Seeding does what ``cobbler import`` does (distros with os_version, arch and breed, and a profile of the
+same name with Cobbler's stock preseed), adds the system pool, and then runs the real
+``ensemble-orchestra setup-server`` with the kit, as a separate process: the lab's preseed, snippets,
+management classes and profiles come from the very command a server is set up with.
 
 The lab is a tool, not the product: it talks to cobblerd with the standard
 library's synchronous XML-RPC client (the provider's asynchronous client is
@@ -7,13 +12,16 @@ separate and is what the tests prove).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import xmlrpc.client
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..kit import kit_dir
+from ..server_kit import DEFAULT_ACQUIRED_CLASS, DEFAULT_AVAILABLE_CLASS
 from .bmc import cobbler_power_fields
 from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
 
@@ -25,11 +33,12 @@ __all__ = [
     "SystemRow",
 ]
 
-AVAILABLE_CLASS = "orchestra-ensemble-available"
-ACQUIRED_CLASS = "orchestra-ensemble-acquired"
-PRESEED_NAME = "ensemble.preseed"
-# (series, Cobbler arch): profiles are named "<series>-<arch>", as the provider looks them up.
+AVAILABLE_CLASS = DEFAULT_AVAILABLE_CLASS
+ACQUIRED_CLASS = DEFAULT_ACQUIRED_CLASS
+# (series, Cobbler arch): imported as distros "<series>-<arch>"; setup-server names profiles the same way.
 LAB_PROFILES = (("oneiric", "x86_64"), ("oneiric", "i386"), ("precise", "x86_64"))
+IMPORT_AUTOINSTALL = "sample.seed"  # what `cobbler import` gives an Ubuntu profile (distro_signatures.json)
+SETUP_SERVER_TIMEOUT = 120.0
 _SEED_WORKERS = 4
 
 
@@ -73,12 +82,16 @@ class LabCobbler:
     # -- seeding -------------------------------------------------------------------------------
 
     def seed(self, layout: LabLayout) -> None:
-        """Distros, the Ensemble preseed, profiles and every system; safe on an already seeded server."""
+        """A new Orchestra server: imported distros, the system pool, then setup-server with the kit."""
+        self.import_distros(layout)
+        self.add_systems(self.spec.all_systems())
+        self.run_setup_server(layout)
+
+    def import_distros(self, layout: LabLayout) -> None:
+        """What `cobbler import` leaves: a distro per LAB_PROFILES entry and a profile of the same name."""
         server = self.proxy()
         token = self.token
         kernel, initrd = ensure_distro_files(layout)
-        preseed = (kit_dir() / "preseed" / PRESEED_NAME).read_text()
-        server.write_autoinstall_template(PRESEED_NAME, preseed, token)
         existing_distros = set(server.get_item_names("distro"))
         existing_profiles = set(server.get_item_names("profile"))
         for series, arch in LAB_PROFILES:
@@ -92,9 +105,35 @@ class LabCobbler:
                 "os_version": series,
             }
             server.xapi_object_edit("distro", name, "edit" if name in existing_distros else "add", distro, token)
-            profile = {"name": name, "distro": name, "autoinstall": PRESEED_NAME}
-            server.xapi_object_edit("profile", name, "edit" if name in existing_profiles else "add", profile, token)
-        self.add_systems(self.spec.all_systems())
+            if name not in existing_profiles:
+                profile = {"name": name, "distro": name, "autoinstall": IMPORT_AUTOINSTALL}
+                server.xapi_object_edit("profile", name, "add", profile, token)
+
+    def run_setup_server(self, layout: LabLayout) -> None:
+        """``ensemble-orchestra setup-server`` against this Cobbler, as a separate process; output in its log."""
+        from .lab import LabError  # lab imports this module
+
+        argv = [sys.executable, "-m", "ensemble_orchestra.cli.orchestra", "setup-server"]
+        argv += ["--cobbler", self.url, "--user", self.spec.cobbler_user]
+        env = {**os.environ, "ENSEMBLE_ORCHESTRA_PASSWORD": self.spec.cobbler_password}
+        log = layout.log_file("setup-server")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(log, "w") as out:
+                done = subprocess.run(
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=SETUP_SERVER_TIMEOUT,
+                    check=False,
+                )
+        except subprocess.TimeoutExpired:
+            raise LabError(f"setup-server did not finish in {SETUP_SERVER_TIMEOUT:.0f} s: see {log}") from None
+        if done.returncode != 0:
+            lines = log.read_text().strip().splitlines()
+            raise LabError(f"setup-server failed ({lines[-1] if lines else f'exit {done.returncode}'}): see {log}")
 
     def add_systems(self, systems: Iterable[SystemSpec]) -> None:
         token = self.token
@@ -106,7 +145,11 @@ class LabCobbler:
             list(pool.map(add, systems))
 
     def reset(self) -> None:
-        """Back to the seeded pool: every system removed and re-added with its seeded fields."""
+        """Back to the seeded pool: every system removed and re-added with its seeded fields.
+
+        Profiles other than the seeded ones go; the seeded profiles (setup-server's ``<series>-<arch>``),
+        the management classes, the preseed and the snippets stay as setup-server left them.
+        """
         server = self.proxy()
         token = self.token
         names = server.get_item_names("system")
