@@ -116,7 +116,7 @@ def test_fence_ipmilan_powers_the_system_on_and_off(lab_bmc: Bmc) -> None:
     pid = running_pid(power_hook.machine_pid_file(lab_bmc.system_dir))
     assert pid is not None and bmc.power_is_on(lab_bmc.system_dir)
     assert wait_until(lambda: len(lab_bmc.boots()) == 1, timeout=5)
-    assert lab_bmc.boots()[0].startswith("boot 1 ") and lab_bmc.boots()[0].endswith(f" pid={pid}")
+    assert lab_bmc.boots()[0].startswith("boot 1 ") and lab_bmc.boots()[0].endswith(f" pid={pid} from=disk")
     # Started detached: it holds neither the BMC's UDP socket nor ipmi_sim's pipe, only 0-2.
     assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
 
@@ -243,7 +243,7 @@ def test_hook_power_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[
         second = running_pid(pid_file)
         assert second not in (None, first) and process_start_time(first) is None
         assert wait_until(lambda: len(_boots(tmp_path)) == 2, timeout=5)
-        assert _boots(tmp_path)[1].endswith(f" pid={second}")
+        assert _boots(tmp_path)[1].endswith(f" pid={second} from=disk")
     finally:
         assert power_hook.main([str(tmp_path), "set", "power", "0"]) == 0
     assert running_pid(pid_file) is None
@@ -257,7 +257,7 @@ def test_machine_records_its_boot_and_exits_0_on_sigterm(tmp_path: Path) -> None
     try:
         assert wait_until(lambda: _boots(tmp_path) != [], timeout=5, alive=lambda: proc.poll() is None)
         (line,) = _boots(tmp_path)
-        assert line.startswith("boot 1 ") and line.endswith(f" pid={proc.pid}")
+        assert line.startswith("boot 1 ") and line.endswith(f" pid={proc.pid} from=disk")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=2) == 0
     finally:
