@@ -175,6 +175,8 @@ def _password(user: str) -> Secret:
 def _setup_server(args: argparse.Namespace) -> int:
     if not args.cobbler.startswith(("http://", "https://")):
         raise UsageError(f"--cobbler must be an http:// or https:// URL, not {args.cobbler!r}")
+    if args.available_class == args.acquired_class:
+        raise UsageError("--available-class and --acquired-class must differ")
     if args.ca_bundle is not None and not args.ca_bundle.is_file():
         raise UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
     kit = load_kit()

@@ -26,6 +26,7 @@ from ensemble_orchestra.cobbler import (
 from ensemble_orchestra.cobbler.testing import FakeCobbler, FakeCobblerAgent
 from ensemble_orchestra.server_kit import (
     CREATED,
+    DEFAULT_AVAILABLE_CLASS,
     PRESEED_NAME,
     UNCHANGED,
     UPDATED,
@@ -291,9 +292,10 @@ def test_no_password_without_a_terminal_is_a_usage_error(
     [
         (["--cobbler", "cobbler.test", "--user", "u"], "http:// or https://"),
         (["--cobbler", URL, "--user", "u", "--ca-bundle", "/nonexistent/ca.pem"], "no such file"),
+        (["--cobbler", URL, "--user", "u", "--acquired-class", DEFAULT_AVAILABLE_CLASS], "must differ"),
     ],
 )
-def test_bad_url_or_ca_bundle_is_a_usage_error(
+def test_bad_url_ca_bundle_or_classes_are_usage_errors(
     argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(orchestra.PASSWORD_ENV, "secret-pw")
