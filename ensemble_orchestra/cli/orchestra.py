@@ -17,6 +17,7 @@ from ..lab.envfile import EnvironmentsFileError
 from ..lab.lab import Lab, LabError, LabStatus
 from ..lab.layout import DEFAULT_BASE_PORT, DEFAULT_SYSTEMS, LabSpec, default_lab_dir
 from ..lab.processes import ProcessStartError
+from ..lab.vm import MACHINES
 from ..secret import Secret
 from ..server_kit import (
     DEFAULT_ACQUIRED_CLASS,
@@ -53,9 +54,16 @@ def _parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=DEFAULT_BASE_PORT,
-        help="XML-RPC on base+1, Cobbler HTTP base+2, WebDAV base+3, BMCs from base+10 (default %(default)s)",
+        help="XML-RPC on base+1, Cobbler HTTP base+2, WebDAV base+3, phone home base+4, BMCs from base+10"
+        " (default %(default)s)",
     )
     up.add_argument("--systems", type=int, default=DEFAULT_SYSTEMS, help="systems in the pool (default %(default)s)")
+    up.add_argument(
+        "--machines",
+        choices=MACHINES,
+        default="process",
+        help="what a BMC power on starts: a booted process, or a QEMU VM that PXE-boots (default %(default)s)",
+    )
     up.add_argument("--env-name", default="lab", help="environment written to environments.yaml (default %(default)s)")
     up.add_argument("--no-env", action="store_true", help="do not write environments.yaml")
 
@@ -105,6 +113,10 @@ def _format_status(status: LabStatus) -> str:
         classes = ",".join(row.mgmt_classes) if row else "-"
         power = "on" if system.power_on else "off"
         lines.append(f"{system.name:<10} {power:<6} {system.bmc:<16} {profile:<16} {netboot:<8} {classes}")
+    vms = [s for s in status.systems if s.vm_state is not None]
+    if vms:
+        lines += ["", f"{'VM':<10} {'STATE':<18} CONSOLE"]
+        lines += [f"{s.name:<10} {s.vm_state:<18} {s.console}" for s in vms]
     return "\n".join(lines)
 
 
@@ -124,6 +136,7 @@ def _status_json(status: LabStatus) -> str:
                     "profile": s.cobbler.profile if s.cobbler else None,
                     "netboot_enabled": s.cobbler.netboot_enabled if s.cobbler else None,
                     "mgmt_classes": list(s.cobbler.mgmt_classes) if s.cobbler else None,
+                    **({"vm": s.vm_state, "console": str(s.console)} if s.vm_state is not None else {}),
                 }
                 for s in status.systems
             ],
@@ -140,10 +153,13 @@ def _lab(args: argparse.Namespace) -> int:
         if not 1024 <= args.base_port <= 65535 - 10 - args.systems:
             raise UsageError(f"--base-port must leave room for {args.systems + 10} ports below 65536")
         spec = lab.up(
-            LabSpec(base_port=args.base_port, systems=args.systems), env_name=None if args.no_env else args.env_name
+            LabSpec(base_port=args.base_port, systems=args.systems, machines=args.machines),
+            env_name=None if args.no_env else args.env_name,
         )
+        kind = " (QEMU VMs)" if spec.machines == "qemu" else ""
         print(
-            f"lab up in {lab.layout.root}: {spec.systems} systems, Cobbler at http://127.0.0.1:{spec.xmlrpc_port}/RPC2"
+            f"lab up in {lab.layout.root}: {spec.systems} systems{kind},"
+            f" Cobbler at http://127.0.0.1:{spec.xmlrpc_port}/RPC2"
         )
         if not args.no_env:
             print(f"environment '{args.env_name}' written to environments.yaml")

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .layout import LAB_HOST, LabLayout, LabSpec
+from .vm import GUEST_HOST
 
 __all__ = [
     "CobblerNotInstalled",
@@ -168,7 +169,9 @@ def prepare_cobbler(layout: LabLayout, spec: LabSpec, venv: Path) -> Path:
 
     settings_file = root / "etc/cobbler/settings.yaml"
     base = yaml.safe_load(settings_file.read_text())
-    settings_file.write_text(yaml.safe_dump(settings_for(spec, base), sort_keys=True))
+    # The address written into PXE configs and preseeds: a QEMU guest reaches the host's loopback as 10.0.2.2.
+    server = GUEST_HOST if spec.machines == "qemu" else LAB_HOST
+    settings_file.write_text(yaml.safe_dump(settings_for(spec, base, server=server), sort_keys=True))
 
     digest = root / "etc/cobbler/users.digest"
     fd = os.open(digest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bmc, cobbler_server, machine, processes, webdav
+from . import bmc, cobbler_server, machine, processes, vm, vm_image, webdav
 from .envfile import lab_environment, merge_environment
 from .layout import LAB_HOST, LabLayout, LabSpec
 from .seed import LabCobbler, SystemRow
@@ -34,6 +34,23 @@ _REQUIRED_PROGRAMS = {
     "apache2": "apache2",
     "rsync": "rsync",
 }
+# ... and what QEMU lab systems need (programs and files).
+_QEMU_PROGRAMS = {
+    vm.QEMU: "qemu-system-x86",
+    "mkfs.vfat": "dosfstools",
+    "syslinux": "syslinux",
+    "mcopy": "mtools",
+    "busybox": "busybox-static",
+    "apt-get": "apt",
+    "dpkg-deb": "dpkg",
+}
+_QEMU_FILES = {
+    "/usr/lib/ipxe/qemu/efi-virtio.rom": "ipxe-qemu",
+    "/usr/lib/PXELINUX/pxelinux.0": "pxelinux",
+    "/usr/lib/syslinux/modules/bios/ldlinux.c32": "syslinux-common",
+}
+# The PXELINUX files a PXE client fetches first from the TFTP root (Cobbler 3.3's sync does not put them there).
+_PXE_LOADERS = ("/usr/lib/PXELINUX/pxelinux.0", "/usr/lib/syslinux/modules/bios/ldlinux.c32")
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,8 @@ class SystemStatus:
     power_on: bool
     bmc: str
     cobbler: SystemRow | None
+    vm_state: str | None = None  # QEMU labs: vm.vm_state()
+    console: Path | None = None  # QEMU labs: the VM's serial console log
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,8 @@ class Lab:
             "cobbler-svc": f"http://{LAB_HOST}:{spec.http_port}/cblr/svc/",
             "webdav": webdav.webdav_url(spec),
         }
+        if spec.machines == "qemu":
+            servers["phone-home"] = f"http://{LAB_HOST}:{spec.phone_home_port}/phone-home/"
         servers.update({f"bmc-{s.name}": f"udp://{LAB_HOST}:{s.bmc_port}" for s in spec.all_systems()})
         return servers
 
@@ -140,16 +161,17 @@ class Lab:
             )
         if self.layout.spec_file.exists():
             saved = LabSpec.load(self.layout.spec_file)
-            if (saved.base_port, saved.systems) != (spec.base_port, spec.systems):
-                # A different port plan or pool size: keep the lab's credentials, start afresh otherwise.
+            if (saved.base_port, saved.systems, saved.machines) != (spec.base_port, spec.systems, spec.machines):
+                # A different port plan, pool size or kind of systems: keep the credentials, start afresh otherwise.
                 self._wipe_state()
-            spec = dataclasses.replace(saved, base_port=spec.base_port, systems=spec.systems)
+            spec = dataclasses.replace(saved, base_port=spec.base_port, systems=spec.systems, machines=spec.machines)
         self._check_prerequisites(spec)
+        boot_files = self._qemu_boot_files() if spec.machines == "qemu" else None
         venv = self._cobbler_venv()
         spec.save(self.layout.spec_file)
         ensure_lab_key(self.layout.ssh_dir)
         try:
-            self._start_all(spec, venv)
+            self._start_all(spec, venv, boot_files)
             admin = LabCobbler(spec)
             seeded_marker = self.layout.root / "seeded"
             if not seeded_marker.exists():
@@ -165,7 +187,7 @@ class Lab:
         return spec
 
     def _wipe_state(self) -> None:
-        for sub in ("cobbler", "cobbler-code", "systems", "webdav", "webdav-data", "seeded"):
+        for sub in ("cobbler", "cobbler-code", "systems", "webdav", "webdav-data", "distro", "seeded"):
             path = self.layout.root / sub
             if path.is_dir():
                 shutil.rmtree(path)
@@ -179,13 +201,19 @@ class Lab:
             raise LabError(str(exc)) from None
 
     def _check_prerequisites(self, spec: LabSpec) -> None:
-        missing = sorted({pkg for prog, pkg in _REQUIRED_PROGRAMS.items() if _find_program(prog) is None})
+        missing = {pkg for prog, pkg in _REQUIRED_PROGRAMS.items() if _find_program(prog) is None}
+        if spec.machines == "qemu":
+            missing |= {pkg for prog, pkg in _QEMU_PROGRAMS.items() if _find_program(prog) is None}
+            missing |= {pkg for path, pkg in _QEMU_FILES.items() if not Path(path).exists()}
+        missing = sorted(missing)
         if missing:
             raise LabError(
                 f"missing Debian package(s) {', '.join(missing)}: run scripts/install"
                 f" (or apt-get install {' '.join(missing)})"
             )
         labels = {spec.xmlrpc_port: "Cobbler XML-RPC", spec.http_port: "Cobbler HTTP", spec.webdav_port: "WebDAV"}
+        if spec.machines == "qemu":
+            labels[spec.phone_home_port] = "phone home"
         for port, label in labels.items():
             if not _port_free(port):
                 raise LabError(
@@ -220,19 +248,55 @@ class Lab:
             ),
             "webdav": _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
         }
+        if spec.machines == "qemu":
+            argv = [sys.executable, "-m", "ensemble_orchestra.lab.phone_home", "--port", str(spec.phone_home_port)]
+            argv += ["--systems", str(layout.systems_dir)]
+            plans["phone-home"] = _ServerPlan(argv, lambda: _tcp_listening(spec.phone_home_port))
         for system in spec.all_systems():
             argv = bmc.write_bmc_config(layout.system_dir(system.name), system, sys.executable)
             plans[f"bmc-{system.name}"] = _ServerPlan(argv, lambda s=system: bmc.bmc_ready(s, timeout=0.5))
         return plans
 
-    def _start_all(self, spec: LabSpec, venv: Path) -> None:
+    def _qemu_boot_files(self) -> vm_image.BootFiles:
+        try:
+            return vm_image.build_boot_files()
+        except vm_image.ImageError as exc:
+            raise LabError(f"cannot build the QEMU systems' kernel and initramfs: {exc}") from None
+
+    def _prepare_qemu(self, spec: LabSpec, boot: vm_image.BootFiles) -> None:
+        """The lab distro's kernel and initramfs, PXELINUX in tftpboot, a disk per system that has none."""
+        layout = self.layout
+        layout.distro_dir.mkdir(parents=True, exist_ok=True)
+        for source, name in ((boot.kernel, "vmlinuz"), (boot.initrd, "initrd.gz")):
+            shutil.copyfile(source, layout.distro_dir / name)
+        for loader in _PXE_LOADERS:
+            shutil.copyfile(loader, layout.tftpboot / Path(loader).name)
+        for system in spec.all_systems():
+            disk = vm.disk_image(layout.system_dir(system.name))
+            if not disk.exists():
+                self._make_disk(spec, system.name, boot)
+
+    def _make_disk(self, spec: LabSpec, name: str, boot: vm_image.BootFiles) -> None:
+        url = f"http://{vm.GUEST_HOST}:{spec.phone_home_port}/phone-home/{name}"
+        try:
+            vm_image.make_disk(vm.disk_image(self.layout.system_dir(name)), boot, url)
+        except vm_image.ImageError as exc:
+            raise LabError(f"cannot make the disk of {name}: {exc}") from None
+
+    def _start_all(self, spec: LabSpec, venv: Path, boot: vm_image.BootFiles | None = None) -> None:
         self.layout.log_dir.mkdir(parents=True, exist_ok=True)
         cobbler_server.prepare_cobbler(self.layout, spec, venv)
         plans = self._plans(spec, venv)
         for system in spec.all_systems():  # how each system boots: its MAC's PXE config under Cobbler's tftpboot
             machine.write_settings(
-                self.layout.system_dir(system.name), name=system.name, mac=system.mac, tftpboot=self.layout.tftpboot
+                self.layout.system_dir(system.name),
+                name=system.name,
+                mac=system.mac,
+                tftpboot=self.layout.tftpboot,
+                machines=spec.machines,
             )
+        if boot is not None:
+            self._prepare_qemu(spec, boot)
         for name, plan in plans.items():  # everything starts in parallel; then wait for each to answer
             self._start(name, plan.argv, plan.env)
         for name, plan in plans.items():
@@ -272,11 +336,15 @@ class Lab:
         spec = self.spec()
         if not self.is_running():
             raise LabError(f"the lab in {self.layout.root} is not running: 'lab up' starts it")
+        boot = self._qemu_boot_files() if spec.machines == "qemu" else None
         for system in spec.all_systems():
             system_dir = self.layout.system_dir(system.name)
             bmc.power_off(system_dir)
             shutil.rmtree(machine.disk_dir(system_dir), ignore_errors=True)  # a wiped disk: nothing installed
             machine.install_log(system_dir).unlink(missing_ok=True)
+            vm.phone_home_log(system_dir).unlink(missing_ok=True)
+            if boot is not None:
+                self._make_disk(spec, system.name, boot)
         LabCobbler(spec).reset()
         webdav.clear_webdav_data(self.layout)
 
@@ -300,13 +368,19 @@ class Lab:
                 rows = {row.name: row for row in LabCobbler(spec, timeout=10).systems()}
             except Exception as exc:  # status must report, not crash
                 cobbler_error = f"{type(exc).__name__}: {exc}"
-        systems = [
-            SystemStatus(
-                name=s.name,
-                power_on=bmc.power_is_on(self.layout.system_dir(s.name)),
-                bmc=f"{LAB_HOST}:{s.bmc_port}",
-                cobbler=rows.get(s.name),
+        systems = []
+        for s in spec.all_systems():
+            system_dir = self.layout.system_dir(s.name)
+            power_on = bmc.power_is_on(system_dir)
+            qemu = spec.machines == "qemu"
+            systems.append(
+                SystemStatus(
+                    name=s.name,
+                    power_on=power_on,
+                    bmc=f"{LAB_HOST}:{s.bmc_port}",
+                    cobbler=rows.get(s.name),
+                    vm_state=vm.vm_state(system_dir, power_on) if qemu else None,
+                    console=vm.console_log(system_dir) if qemu else None,
+                )
             )
-            for s in spec.all_systems()
-        ]
         return LabStatus(root=self.layout.root, servers=servers, systems=systems, cobbler_error=cobbler_error)

@@ -65,8 +65,10 @@ class LabSpec:
     admin_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     bmc_password_seed: str = field(default_factory=lambda: secrets.token_hex(8))
     token_lifetime: int = 3600
+    machines: str = "process"  # what a power on starts: the booted "machine" process, or "qemu" VMs
 
-    # Port plan: base+1 XML-RPC, base+2 Cobbler's svc/HTTP, base+3 WebDAV, base+10+i the BMC of system i.
+    # Port plan: base+1 XML-RPC, base+2 Cobbler's svc/HTTP, base+3 WebDAV, base+4 phone home (QEMU labs),
+    # base+10+i the BMC of system i.
     @property
     def xmlrpc_port(self) -> int:
         return self.base_port + 1
@@ -79,11 +81,15 @@ class LabSpec:
     def webdav_port(self) -> int:
         return self.base_port + 3
 
+    @property
+    def phone_home_port(self) -> int:
+        return self.base_port + 4
+
     def bmc_port(self, index: int) -> int:
         return self.base_port + 10 + index
 
     def tcp_ports(self) -> list[int]:
-        return [self.xmlrpc_port, self.http_port, self.webdav_port]
+        return [self.xmlrpc_port, self.http_port, self.webdav_port, self.phone_home_port]
 
     def udp_ports(self) -> list[int]:
         return [self.bmc_port(i) for i in range(self.systems)]

@@ -78,9 +78,10 @@ def load_settings(system_dir: Path) -> dict[str, Any]:
     return settings
 
 
-def write_settings(system_dir: Path, *, name: str, mac: str, tftpboot: Path) -> None:
+def write_settings(system_dir: Path, *, name: str, mac: str, tftpboot: Path, machines: str = "process") -> None:
+    """``machine.json``: how the system boots; *machines* "qemu" makes the power hook start a VM instead."""
     system_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"name": name, "mac": mac, "tftpboot": str(tftpboot)}
+    settings = {"name": name, "mac": mac, "tftpboot": str(tftpboot), "machines": machines}
     (system_dir / "machine.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import fcntl
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ensemble_orchestra.lab import vm
+from ensemble_orchestra.lab.machine import load_settings
 from ensemble_orchestra.lab.processes import running_pid, start_process, stop_process
 
 __all__ = ["console_log", "is_on", "machine_pid_file", "main", "power_off", "power_on"]
@@ -35,8 +38,8 @@ def machine_pid_file(system_dir: Path) -> Path:
 
 
 def console_log(system_dir: Path) -> Path:
-    """The booted system's stdout and stderr, like a serial console."""
-    return system_dir / "console.log"
+    """The booted system's output: a QEMU VM's serial console, or the machine process's stdout and stderr."""
+    return vm.console_log(system_dir)
 
 
 def is_on(system_dir: Path) -> bool:
@@ -44,17 +47,22 @@ def is_on(system_dir: Path) -> bool:
 
 
 def power_on(system_dir: Path, python: str = sys.executable) -> bool:
-    """Start the booted system unless it runs already; True if it was started."""
+    """Start the booted system unless it runs already; True if it was started.
+
+    The system is the ``machine`` process, or a QEMU VM if its ``machine.json`` says ``"machines": "qemu"``;
+    either way ``machine.pid`` records it.
+    """
     with _power_lock(system_dir):
         if is_on(system_dir):
             return False
+        settings = load_settings(system_dir)
+        if settings.get("machines") == "qemu":
+            argv, output = vm.qemu_argv(system_dir, settings), vm.qemu_log(system_dir)
+            vm.mark_power_on(system_dir, time.strftime("%Y-%m-%dT%H:%M:%S"))
+        else:
+            argv, output = [python, "-m", MACHINE_MODULE, str(system_dir)], console_log(system_dir)
         # start_process: own session, fds other than 0-2 closed (the BMC's UDP socket), stdout not our pipe.
-        start_process(
-            [python, "-m", MACHINE_MODULE, str(system_dir)],
-            machine_pid_file(system_dir),
-            console_log(system_dir),
-            cwd=system_dir,
-        )
+        start_process(argv, machine_pid_file(system_dir), output, cwd=system_dir)
         return True
 
 

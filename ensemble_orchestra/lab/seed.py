@@ -40,6 +40,7 @@ LAB_PROFILES = (("oneiric", "x86_64"), ("oneiric", "i386"), ("precise", "x86_64"
 IMPORT_AUTOINSTALL = "sample.seed"  # what `cobbler import` gives an Ubuntu profile (distro_signatures.json)
 SETUP_SERVER_TIMEOUT = 120.0
 _SEED_WORKERS = 4
+QEMU_KERNEL_OPTIONS = "console=ttyS0 quiet"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class LabCobbler:
                 "breed": "ubuntu",
                 "os_version": series,
             }
+            if self.spec.machines == "qemu":  # the lab kernel talks on the VM's serial console
+                distro["kernel_options"] = QEMU_KERNEL_OPTIONS
             server.xapi_object_edit("distro", name, "edit" if name in existing_distros else "add", distro, token)
             if name not in existing_profiles:
                 profile = {"name": name, "distro": name, "autoinstall": IMPORT_AUTOINSTALL}
@@ -203,8 +206,8 @@ def system_fields(system: SystemSpec) -> dict[str, object]:
 def ensure_distro_files(layout: LabLayout) -> tuple[Path, Path]:
     """The lab distro's kernel and initrd.
 
-    Until the QEMU lab brings a real Debian kernel, these are small files that
-    only need to exist: Cobbler copies them into tftpboot, nothing boots them.
+    A QEMU lab puts the real kernel and initramfs here before seeding (``vm_image``); otherwise these are
+    small files that only need to exist: Cobbler copies them into tftpboot, nothing boots them.
     """
     layout.distro_dir.mkdir(parents=True, exist_ok=True)
     kernel = layout.distro_dir / "vmlinuz"
