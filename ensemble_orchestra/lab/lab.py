@@ -201,11 +201,11 @@ class Lab:
             raise LabError(str(exc)) from None
 
     def _check_prerequisites(self, spec: LabSpec) -> None:
-        missing = {pkg for prog, pkg in _REQUIRED_PROGRAMS.items() if _find_program(prog) is None}
+        packages = {pkg for prog, pkg in _REQUIRED_PROGRAMS.items() if _find_program(prog) is None}
         if spec.machines == "qemu":
-            missing |= {pkg for prog, pkg in _QEMU_PROGRAMS.items() if _find_program(prog) is None}
-            missing |= {pkg for path, pkg in _QEMU_FILES.items() if not Path(path).exists()}
-        missing = sorted(missing)
+            packages |= {pkg for prog, pkg in _QEMU_PROGRAMS.items() if _find_program(prog) is None}
+            packages |= {pkg for path, pkg in _QEMU_FILES.items() if not Path(path).exists()}
+        missing = sorted(packages)
         if missing:
             raise LabError(
                 f"missing Debian package(s) {', '.join(missing)}: run scripts/install"

@@ -91,8 +91,7 @@ def qemu_argv(system_dir: Path, settings: dict[str, Any], qemu: str | None = Non
         "-m",
         str(MEMORY_MB),
         "-nodefaults",
-        "-display",
-        "none",
+        "-nographic",  # also tells SeaBIOS to write to the serial port: the firmware's output is in the log
         "-monitor",
         "none",
         "-chardev",
