@@ -141,6 +141,12 @@ _junk = st.one_of(
     st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=5), min_size=1, max_size=2),
 )
 _known = {k.name for k in ORCHESTRA_KEYS} | {"type"}
+
+
+def _valid_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
+
+
 _mutations = st.one_of(
     st.builds(lambda key: ("drop", key, None), st.sampled_from(REQUIRED)),
     st.builds(lambda key: ("set", key, None), st.sampled_from(REQUIRED)),
@@ -150,7 +156,10 @@ _mutations = st.one_of(
         st.sampled_from(NUMERIC),
         st.one_of(st.integers(-5, 0), st.floats(max_value=0), st.text(max_size=6)),
     ),
-    st.builds(lambda port: ("set", "orchestra-server", f"orchestra:{port}"), st.text(max_size=6)),
+    st.builds(
+        lambda port: ("set", "orchestra-server", f"orchestra:{port}"),
+        st.text(max_size=6).filter(lambda t: not _valid_port(t.rpartition(":")[2]) and not t.endswith("]")),
+    ),
     st.builds(
         lambda key, value: ("set", key, value),
         st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(lambda k: k not in _known),
