@@ -53,6 +53,17 @@ class RunningLab:
     def system_dir(self, name: str) -> Path:
         return self.layout.system_dir(name)
 
+    def secrets(self) -> list[str]:
+        """Every password of the lab (Cobbler, storage, admin secret, each BMC): none may ever be printed or logged."""
+        spec = self.spec
+        bmc_passwords = [s.bmc_password for s in spec.all_systems()]
+        return [spec.cobbler_password, spec.storage_password, spec.admin_secret, *bmc_passwords]
+
+    def make_bmc_unreachable(self, name: str) -> None:
+        """Point *name*'s power settings at a UDP port of the lab's plan that nothing listens on."""
+        dead = f"ipport={self.spec.base_port + 19}\nlanplus=1\ncipher=3"
+        self.cobbler().xapi_object_edit("system", name, "edit", {"power_options": dead}, self.token())
+
 
 def start_lab(root: Path, systems: int = 8, env_name: str | None = None, **spec_fields: Any) -> RunningLab:
     """Start a lab in *root* on free ports; the caller stops it with ``running.lab.down()``.

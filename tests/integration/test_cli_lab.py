@@ -35,16 +35,9 @@ def ensemble(*args: str, timeout: float = 120, stdin: str | None = None) -> subp
     )
 
 
-def secrets_of(lab: RunningLab) -> list[str]:
-    spec = lab.spec
-    return [spec.cobbler_password, spec.storage_password, spec.admin_secret] + [
-        s.bmc_password for s in spec.all_systems()
-    ]
-
-
 def assert_no_secrets(lab: RunningLab, *runs: subprocess.CompletedProcess[str]) -> None:
     for run in runs:
-        for secret in secrets_of(lab):
+        for secret in lab.secrets():
             assert secret not in run.stdout and secret not in run.stderr
 
 
@@ -105,8 +98,7 @@ def test_bootstrap_wait_status_destroy(lab: RunningLab) -> None:
 def test_ctrl_c_during_bootstrap_rolls_back(lab: RunningLab, tmp_path: Path) -> None:
     """Ctrl-C while the power-on waits on a BMC that never answers: the system is released, no state is left."""
     victim = lab.spec.system(3)
-    dead = f"ipport={lab.spec.base_port + 19}\nlanplus=1\ncipher=3"
-    lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_options": dead}, lab.token())
+    lab.make_bmc_unreachable(victim.name)
     log_file = tmp_path / "bootstrap.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", "bootstrap", "-e", "lab", "--log-file", str(log_file)]
@@ -135,5 +127,5 @@ def test_ctrl_c_during_bootstrap_rolls_back(lab: RunningLab, tmp_path: Path) -> 
     assert status.returncode == 1 and "not bootstrapped" in status.stderr
     logged = log_file.read_text()
     assert f"launch on {victim.name} failed (interrupted); releasing it" in logged
-    for secret in secrets_of(lab):
+    for secret in lab.secrets():
         assert secret not in seen + err + out + logged

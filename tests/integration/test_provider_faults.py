@@ -83,14 +83,8 @@ def lab(fault_lab: RunningLab, logged: list[str]) -> Iterator[RunningLab]:
 def assert_no_secret_in(logged: list[str], lab: RunningLab) -> None:
     assert logged, "the drill logged nothing: is the observer attached?"
     text = "\n".join(logged)
-    for secret in secrets_of(lab):
+    for secret in [*lab.secrets(), WRONG_BMC_PASSWORD]:
         assert secret not in text
-
-
-def secrets_of(lab: RunningLab) -> list[str]:
-    spec = lab.spec
-    bmc_passwords = [s.bmc_password for s in spec.all_systems()]
-    return [spec.cobbler_password, spec.storage_password, spec.admin_secret, WRONG_BMC_PASSWORD, *bmc_passwords]
 
 
 def assert_every_system_available_or_owned(lab: RunningLab) -> None:
@@ -175,9 +169,7 @@ async def test_an_unreachable_bmc_fails_within_the_power_timeout(make_provider, 
     """A BMC that never answers (nothing on its port): PowerError naming the system after power-timeout;
     that system is back in the pool, the other machine of the batch is launched and stays recorded."""
     victim, healthy = lab.spec.system(1), lab.spec.system(2)
-    dead_port = lab.spec.base_port + 19  # in the lab's plan, never bound
-    options = f"ipport={dead_port}\nlanplus=1\ncipher=3"
-    lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_options": options}, lab.token())
+    lab.make_bmc_unreachable(victim.name)
     provider = make_provider(**{"power-timeout": 4})
     started = time.monotonic()
     error = await _raises(
