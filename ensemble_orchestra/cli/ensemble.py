@@ -26,7 +26,7 @@ from ..constraints import ConstraintError, parse_constraints
 from ..provider.errors import EnvironmentNotBootstrapped, ProviderError
 from ..storage import StorageError
 from ._run import Interrupted, UsageError, run_command
-from .environment import select_environment
+from .environment import SelectedEnvironment, select_environment
 from .logs import start_logging
 from .progress import Progress
 from .reactor_run import run_on_reactor
@@ -195,13 +195,16 @@ def _confirm_destroy(name: str, provider_type: str) -> bool:
 
 
 def _with_provider(
-    args: argparse.Namespace, work: Callable[[Any, Progress, Any], Any], check: Callable[[Any], None] | None = None
+    args: argparse.Namespace,
+    work: Callable[[Any, Progress, Any], Any],
+    check: Callable[[Any], None] | None = None,
+    selected: SelectedEnvironment | None = None,
 ) -> int | None:
     """Select the environment, build its provider and *check* the arguments against it (config and usage
     errors: exit 2, before anything runs), then run *work* on the reactor."""
     from twisted.internet import reactor
 
-    selected = select_environment(args.environment)
+    selected = selected or select_environment(args.environment)
     provider = selected.create_provider(reactor)
     if check is not None:
         check(provider)
@@ -243,7 +246,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         if not args.yes and not _confirm_destroy(selected.name, selected.provider_type):
             print("destroy-environment: cancelled, nothing was changed", file=sys.stderr)
             return 1
-        return _with_provider(args, lambda p, progress, reactor: _destroy(p, args, progress))
+        return _with_provider(args, lambda p, progress, reactor: _destroy(p, args, progress), selected=selected)
     raise UsageError(f"unknown command {args.command!r}")
 
 
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             PROG,
             lambda: _dispatch(args),
             verbose=verbose,
-            expected=(ProviderError, CobblerError, StorageError, OSError, FileExistsError),
+            expected=(ProviderError, CobblerError, StorageError, OSError),  # OSError: init's FileExistsError
             usage=(ConfigError, ConstraintError),
         )
     finally:

@@ -12,13 +12,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, load_environments
+from ..config import ORCHESTRA_KEYS, ConfigError, load_environments
 
 __all__ = ["PROVIDER_GROUP", "SelectedEnvironment", "provider_types", "select_environment"]
 
 PROVIDER_GROUP = "ensemble.providers"
-# Keys whose values are secrets; a world-readable file holding any of them gets a warning.
-SECRET_KEYS = ("orchestra-pass", "storage-pass", "admin-secret", "secret-key", "access-key")
+# Keys whose values are secrets (as the schema marks them); a world-readable file holding any gets a warning.
+SECRET_KEYS = tuple(k.name for k in ORCHESTRA_KEYS if k.secret)
 
 
 @dataclass(frozen=True)
