@@ -236,25 +236,31 @@ class Lab:
             state = "exited" if processes.running_pid(pid_file) is None else f"was not ready after {timeout:.0f} s"
             raise LabError(f"{name} {state}: see {self.layout.log_file(name)}")
 
-    def _plans(self, spec: LabSpec, venv: Path) -> dict[str, _ServerPlan]:
-        """How to start each server of the lab and how to tell it is ready, by pid-file name."""
+    def _plans(self, spec: LabSpec, venv: Path) -> dict[str, Callable[[], _ServerPlan]]:
+        """How to start each server of the lab and how to tell it is ready, by pid-file name.
+
+        A plan is made (its configuration files written) only when called, so restarting one server
+        does not rewrite every BMC's and Apache's configuration.
+        """
         layout = self.layout
         env = cobbler_server.cobbler_env(layout)
         admin = LabCobbler(spec)
-        plans = {
-            "cobblerd": _ServerPlan(cobbler_server.cobblerd_argv(layout, venv), admin.ping, env),
-            "cobbler-svc": _ServerPlan(
+        plans: dict[str, Callable[[], _ServerPlan]] = {
+            "cobblerd": lambda: _ServerPlan(cobbler_server.cobblerd_argv(layout, venv), admin.ping, env),
+            "cobbler-svc": lambda: _ServerPlan(
                 cobbler_server.svc_argv(layout, spec, venv), lambda: _tcp_listening(spec.http_port), env
             ),
-            "webdav": _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
+            "webdav": lambda: _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
         }
         if spec.machines == "qemu":
             argv = [sys.executable, "-m", "ensemble_orchestra.lab.phone_home", "--port", str(spec.phone_home_port)]
             argv += ["--systems", str(layout.systems_dir)]
-            plans["phone-home"] = _ServerPlan(argv, lambda: _tcp_listening(spec.phone_home_port))
+            plans["phone-home"] = lambda: _ServerPlan(argv, lambda: _tcp_listening(spec.phone_home_port))
         for system in spec.all_systems():
-            argv = bmc.write_bmc_config(layout.system_dir(system.name), system, sys.executable)
-            plans[f"bmc-{system.name}"] = _ServerPlan(argv, lambda s=system: bmc.bmc_ready(s, timeout=0.5))
+            plans[f"bmc-{system.name}"] = lambda s=system: _ServerPlan(
+                bmc.write_bmc_config(layout.system_dir(s.name), s, sys.executable),
+                lambda: bmc.bmc_ready(s, timeout=0.5),
+            )
         return plans
 
     def _qemu_boot_files(self) -> vm_image.BootFiles:
@@ -286,7 +292,7 @@ class Lab:
     def _start_all(self, spec: LabSpec, venv: Path, boot: vm_image.BootFiles | None = None) -> None:
         self.layout.log_dir.mkdir(parents=True, exist_ok=True)
         cobbler_server.prepare_cobbler(self.layout, spec, venv)
-        plans = self._plans(spec, venv)
+        plans = {name: make() for name, make in self._plans(spec, venv).items()}
         for system in spec.all_systems():  # how each system boots: its MAC's PXE config under Cobbler's tftpboot
             machine.write_settings(
                 self.layout.system_dir(system.name),
@@ -312,9 +318,10 @@ class Lab:
         plans = self._plans(spec, self._cobbler_venv())
         if name not in plans:
             raise LabError(f"the lab has no server '{name}' (servers: {', '.join(plans)})")
+        plan = plans[name]()
         if processes.running_pid(self.layout.pid_file(name)) is None:
-            self._start(name, plans[name].argv, plans[name].env)
-        self._await(name, plans[name].ready)
+            self._start(name, plan.argv, plan.env)
+        self._await(name, plan.ready)
 
     # -- down / reset ------------------------------------------------------------------------
 
