@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .errors import EnsembleError
 from .secret import Secret, reveal
 
 __all__ = [
@@ -35,7 +36,7 @@ BASE_PACKAGES = ("python3", "python3-twisted", "python3-yaml", "python3-zope.int
 BOOTSTRAP_PACKAGES = ("zookeeper", "zookeeperd", "default-jre-headless")
 
 
-class CloudInitError(Exception):
+class CloudInitError(EnsembleError):
     """Generated user data failed validation (a bug on our side, never the user's input)."""
 
 

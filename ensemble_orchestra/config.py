@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .errors import UsageError
 from .home import environments_file
 from .secret import Secret
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """Bad or missing configuration (exit code 2); str() is one line saying what to do."""
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from .errors import UsageError
+
 __all__ = ["ConstraintError", "parse_constraints"]
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?[MGT]?$")
 
 
-class ConstraintError(ValueError):
+class ConstraintError(UsageError, ValueError):
     """A malformed or unknown constraint: a usage error (exit code 2)."""
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import EnsembleError
+
 __all__ = ["KitNotFound", "kit_dir"]
 
 
-class KitNotFound(Exception):
+class KitNotFound(EnsembleError):
     """The server kit directory is missing."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cobbler import CobblerClient, DistroRecord, ProfileRecord, SystemRecord
+from .errors import EnsembleError
 from .kit import kit_dir
 
 __all__ = [
@@ -55,7 +56,7 @@ POWER_FIELDS = ("power_type", "power_address", "power_user", "power_pass")
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
 
-class ServerKitError(Exception):
+class ServerKitError(EnsembleError):
     """The kit is unusable or the server cannot take it; str() is one line."""
 
 

@@ -10,19 +10,9 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, UsageError
+
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_USAGE", "Interrupted", "UsageError", "run_command"]
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad arguments or configuration: exit code 2."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C, after the command cleaned up; the message says what state things were left in."""
 
 
 def run_command(

@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
 from xmlrpc.client import Fault
 
 from twisted.internet import defer
 from twisted.internet import error as net_error
 from twisted.web import client as web_client
+
+from ..errors import EnsembleError
 
 __all__ = [
     "FAULT_TABLE",
@@ -48,10 +49,8 @@ __all__ = [
 REDACTED = "<redacted>"
 
 
-class CobblerError(Exception):
+class CobblerError(EnsembleError):
     """Base of every client error; `retryable` says whether trying the same call again can help."""
-
-    retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, method: str | None = None) -> None:
         super().__init__(message)

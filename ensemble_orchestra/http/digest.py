@@ -27,6 +27,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
+from ..errors import EnsembleError
 from ..secret import Secret
 from .body import BytesBody, buffered, read_body
 
@@ -55,7 +56,7 @@ _TOKEN68_RE = re.compile(r"([A-Za-z0-9\-._~+/]+=*)\s*(?:,\s*|$)")
 _UNESCAPE_RE = re.compile(r"\\(.)")
 
 
-class InsecureAuthRefused(Exception):
+class InsecureAuthRefused(EnsembleError):
     """The server wants Basic auth over plain HTTP, which would send the password in clear."""
 
 

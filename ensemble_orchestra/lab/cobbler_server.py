@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import EnsembleError
 from .layout import LAB_HOST, LabLayout, LabSpec
 from .vm import GUEST_HOST
 
@@ -46,7 +47,7 @@ _PATH_RE = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(p) for p in _COBBLER
 _TEXT_SUFFIXES = {".py", ".yaml", ".conf", ".template", ".json", ".settings", ""}
 
 
-class CobblerNotInstalled(Exception):
+class CobblerNotInstalled(EnsembleError):
     """The lab's Cobbler virtualenv is missing."""
 
 

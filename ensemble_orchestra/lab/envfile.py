@@ -13,13 +13,14 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from ..errors import EnsembleError
 from .layout import LAB_HOST, LabLayout, LabSpec
 from .seed import ACQUIRED_CLASS, AVAILABLE_CLASS, LAB_PROFILES
 
 __all__ = ["EnvironmentsFileError", "lab_environment", "merge_environment"]
 
 
-class EnvironmentsFileError(Exception):
+class EnvironmentsFileError(EnsembleError):
     """environments.yaml could not be read or updated; the message names the file."""
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EnsembleError
 from . import bmc, cobbler_server, machine, processes, vm, vm_image, webdav
 from .envfile import lab_environment, merge_environment
 from .layout import LAB_HOST, LabLayout, LabSpec
@@ -60,7 +61,7 @@ class _ServerPlan:
     env: dict[str, str] | None = None
 
 
-class LabError(Exception):
+class LabError(EnsembleError):
     """A lab operation failed; str() is one line saying what and what to do."""
 
 

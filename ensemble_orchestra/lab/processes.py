@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ..errors import EnsembleError
+
 __all__ = [
     "ProcessStartError",
     "process_start_time",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-class ProcessStartError(Exception):
+class ProcessStartError(EnsembleError):
     """A lab server did not start; the message says which and where its log is."""
 
 

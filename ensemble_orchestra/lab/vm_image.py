@@ -29,6 +29,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EnsembleError
+
 __all__ = [
     "BootFiles",
     "ImageError",
@@ -119,7 +121,7 @@ idle
 """
 
 
-class ImageError(Exception):
+class ImageError(EnsembleError):
     """The boot files could not be built; the message says what to install or fix."""
 
 

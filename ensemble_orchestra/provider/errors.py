@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import EnsembleError
+
 __all__ = [
     "EnvironmentAlreadyBootstrapped",
     "EnvironmentNotBootstrapped",
@@ -14,7 +16,7 @@ __all__ = [
 ]
 
 
-class ProviderError(Exception):
+class ProviderError(EnsembleError):
     """Base of the provider's errors; str() is one line naming the system or environment."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from twisted.internet import defer, error
 from twisted.web import client
 
+from ..errors import EnsembleError
+
 __all__ = [
     "EXCEPTION_ERRORS",
     "STATUS_ERRORS",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 
-class StorageError(Exception):
+class StorageError(EnsembleError):
     """Something went wrong talking to the storage; ``retryable`` says if trying again may help."""
 
     retryable: bool = False
