@@ -1,8 +1,13 @@
 """The contracts between Ensemble and a machine provider, declared with zope.interface.
 
-Every method returns a Deferred (or is otherwise awaitable), as in Ensemble's
-providers. Implementations carry ``@implementer`` and their tests call
-``verifyObject``, so a fake and the real thing are held to the same contract.
+One convention: every method that may wait on a server returns a ``Deferred`` of the
+type its annotation names (as in Ensemble's providers), so a caller can ``await`` it,
+add callbacks, or ``cancel()`` it; the few that never wait (``get_file_storage``,
+``get_serialization_data``) return their value. Implementations write ``async def``
+bodies and expose them through ``ensemble_orchestra.deferreds.deferred``.
+Implementations carry ``@implementer`` and their tests call ``verifyObject``, so a
+fake and the real thing are held to the same contract: the public in-memory
+``IFileStorage`` is ``ensemble_orchestra.storage.testing.MemoryStorage``.
 
 The provider-side interfaces (``IMachineProvider``, ``IProviderMachine``) belong
 here too, next to ``IFileStorage``, which the provider hands out through
@@ -11,6 +16,10 @@ here too, next to ``IFileStorage``, which the provider hands out through
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 __all__ = ["IFileStorage", "IMachineProvider", "IProviderMachine"]
@@ -27,23 +36,23 @@ class IFileStorage(Interface):
     (retryable).
     """
 
-    def get(name: str) -> object:
+    def get(name: str) -> Deferred[bytes]:
         """Fire with the file's content as bytes; ``FileNotFound`` if there is none."""
 
-    def put(name: str, data: bytes) -> object:
+    def put(name: str, data: bytes) -> Deferred[None]:
         """Create or replace the file with *data*; fire with None once stored.
 
         Parent directories are created as needed. Not atomic against a concurrent
         ``put`` of the same name: the last writer wins. Never use it as a lock.
         """
 
-    def delete(name: str) -> object:
+    def delete(name: str) -> Deferred[None]:
         """Remove the file; fire with None. Idempotent: a missing file is not an error.
 
         Idempotent so cleanup paths (destroy-environment, rollback) can be retried.
         """
 
-    def list(prefix: str = "") -> object:
+    def list(prefix: str = "") -> Deferred[list[str]]:
         """Fire with the sorted names of every file whose name starts with *prefix*.
 
         Names are relative to the environment, like the ones ``put`` takes;
@@ -51,10 +60,10 @@ class IFileStorage(Interface):
         gives an empty list, not an error.
         """
 
-    def get_url(name: str) -> object:
+    def get_url(name: str) -> Deferred[str]:
         """Fire with the file's URL, without credentials (fetching it may need them)."""
 
-    def create_exclusive(name: str) -> object:
+    def create_exclusive(name: str) -> Deferred[bool]:
         """Atomically create the marker *name*; fire with True for the single winner.
 
         This is the test-and-set the provider's claims are built on: among any
@@ -70,7 +79,7 @@ class IFileStorage(Interface):
         win; 405 (exists), or 403 from mod_dav's mkdir race, is a loss.
         """
 
-    def exclusive_age(name: str) -> object:
+    def exclusive_age(name: str) -> Deferred[float | None]:
         """Fire with the marker's age in seconds, or None if there is no marker *name*.
 
         Measured on the storage server's clock alone (its ``Date`` against the
@@ -79,12 +88,22 @@ class IFileStorage(Interface):
         creator died, with a lease far longer than that.
         """
 
-    def remove_exclusive(name: str) -> object:
+    def remove_exclusive(name: str) -> Deferred[None]:
         """Remove the marker *name* so it can be created again; fire with None.
 
         Idempotent: removing a missing marker is not an error, so a rollback or a
         reaper can run it more than once.
         """
+
+    def check_writable() -> Deferred[None]:
+        """Fire with None if this environment's files can be written and removed; else a StorageError.
+
+        Called before a bootstrap touches Cobbler, so a storage that is down or read-only stops it
+        while nothing is claimed yet.
+        """
+
+    def close() -> Deferred[None]:
+        """Close pooled connections (before the reactor stops); the storage is not used afterwards."""
 
 
 class IProviderMachine(Interface):
@@ -106,51 +125,59 @@ class IMachineProvider(Interface):
 
     environment_name = Attribute("the environments.yaml name this provider serves")
     provider_type = Attribute("the `type:` of the environment, e.g. 'orchestra'")
+    progress = Attribute("a callable(phase: str, detail: str) told each phase of long work (the CLI shows it)")
 
-    def bootstrap(constraints: object) -> object:
+    def bootstrap(constraints: Mapping[str, str] | None = None) -> Deferred[list[IProviderMachine]]:
         """Launch the bootstrap (ZooKeeper) machine; fire with a list of one IProviderMachine.
 
         Refuses (EnvironmentAlreadyBootstrapped) when provider state exists.
         """
 
-    def start_machine(machine_data: dict, master: bool = False) -> object:
+    def start_machine(machine_data: Mapping[str, Any], master: bool = False) -> Deferred[list[IProviderMachine]]:
         """Launch one machine for *machine_data* (machine-id, constraints, zookeeper hosts); fire with [machine]."""
 
-    def get_machines(instance_ids: object = ()) -> object:
+    def get_machines(instance_ids: Iterable[str] = ()) -> Deferred[list[IProviderMachine]]:
         """Fire with this environment's machines (all, or those ids; MachinesNotFound for unknown ids)."""
 
-    def get_machine(instance_id: str) -> object:
+    def get_machine(instance_id: str) -> Deferred[IProviderMachine]:
         """Fire with one of this environment's machines."""
 
-    def shutdown_machines(machines: object) -> object:
+    def shutdown_machines(machines: Iterable[IProviderMachine]) -> Deferred[list[IProviderMachine]]:
         """Release *machines*; fire with the list released."""
 
-    def shutdown_machine(machine: object) -> object:
+    def shutdown_machine(machine: IProviderMachine) -> Deferred[IProviderMachine]:
         """Release one machine."""
 
-    def destroy_environment() -> object:
+    def destroy_environment() -> Deferred[list[IProviderMachine]]:
         """Release every machine of this environment (only this one) and clear its state."""
 
-    def get_file_storage() -> object:
+    def get_file_storage() -> IFileStorage:
         """The environment's IFileStorage."""
 
-    def save_state(state: dict) -> object:
+    def save_state(state: Mapping[str, Any]) -> Deferred[None]:
         """Store provider state (e.g. the zookeeper instance ids)."""
 
-    def load_state() -> object:
+    def load_state() -> Deferred[dict[str, Any] | bool]:
         """Fire with the saved provider state, or False when there is none."""
 
-    def open_port(machine: object, machine_id: str, port: int, protocol: str = "tcp") -> object:
+    def open_port(machine: IProviderMachine, machine_id: str, port: int, protocol: str = "tcp") -> Deferred[None]:
         """Record that *port* is open on *machine*."""
 
-    def close_port(machine: object, machine_id: str, port: int, protocol: str = "tcp") -> object:
+    def close_port(machine: IProviderMachine, machine_id: str, port: int, protocol: str = "tcp") -> Deferred[None]:
         """Record that *port* is closed on *machine*."""
 
-    def get_opened_ports(machine: object, machine_id: str) -> object:
+    def get_opened_ports(machine: IProviderMachine, machine_id: str) -> Deferred[set[tuple[int, str]]]:
         """Fire with the set of (port, protocol) recorded open on *machine*."""
 
-    def get_serialization_data() -> object:
+    def get_serialization_data() -> dict[str, Any]:
         """The environment config to hand to machines (secrets the agents need, nothing else)."""
 
-    def get_constraint_set() -> object:
-        """Fire with the constraint vocabulary this provider understands."""
+    def get_constraint_set() -> Deferred[tuple[str, ...]]:
+        """Fire with the constraint names this provider understands (``--constraints`` is checked against them).
+
+        A name in the vocabulary that the provider cannot check for some machine (e.g. ``mem`` before the
+        hardware is known) is never ignored: the launch fails with an error naming the constraint.
+        """
+
+    def close() -> Deferred[None]:
+        """Close the provider's connections (before the reactor stops)."""
