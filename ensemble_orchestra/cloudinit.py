@@ -1,4 +1,4 @@
-"""cloud-init user data for the machines Ensemble launches: pure functions, no I/O.
+"""cloud-init user data for the machines Ensemble launches: pure rendering; validation runs `cloud-init schema`.
 
 One generator serves the bootstrap node (which runs ZooKeeper and the
 provisioning agent) and every other machine (which joins the bootstrap node's
