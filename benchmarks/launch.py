@@ -20,7 +20,7 @@ from ensemble_orchestra.lab.envfile import lab_environment
 from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
 from ensemble_orchestra.lab.testing import start_lab
 from ensemble_orchestra.provider import create_orchestra_provider
-from ensemble_orchestra.provider.power import PowerSchedule
+from ensemble_orchestra.schedule import Schedule
 
 
 def _data(i: int) -> dict:
@@ -67,7 +67,7 @@ async def measure(reactor, running, args) -> dict:
 
     async def launch(env: str, count: int, concurrent: bool) -> tuple[float, float]:
         provider = create_orchestra_provider(env, raw, reactor)
-        provider.power.schedule = PowerSchedule(waits=(0.1, 0.2, 0.5), timeout=60)
+        provider.power.schedule = Schedule((0.1, 0.2, 0.5), timeout=60)
         await provider.client.login()
         await provider.client.server_version()
         before = sum(provider.client.calls.values())

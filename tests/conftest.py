@@ -67,7 +67,7 @@ def make_provider(lab: RunningLab) -> Iterator[Callable[..., Any]]:
     from twisted.internet import defer, reactor
 
     from ensemble_orchestra.provider import create_orchestra_provider
-    from ensemble_orchestra.provider.power import PowerSchedule
+    from ensemble_orchestra.schedule import Schedule
 
     made = []
 
@@ -75,7 +75,7 @@ def make_provider(lab: RunningLab) -> Iterator[Callable[..., Any]]:
         raw = dict(lab_environment(lab.spec, lab.layout))
         raw.update({"power-timeout": 20, **overrides})
         provider = create_orchestra_provider(env, raw, reactor)
-        provider.power.schedule = PowerSchedule(waits=(0.1, 0.2, 0.5), timeout=float(raw["power-timeout"]))
+        provider.power.schedule = Schedule((0.1, 0.2, 0.5), timeout=float(raw["power-timeout"]))
         made.append(provider)
         return provider
 

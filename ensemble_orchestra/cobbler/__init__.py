@@ -26,8 +26,8 @@ from .records import (
     ProfileRecord,
     SystemRecord,
 )
-from .tasks import DEFAULT_TASK_POLLING, TaskPolling
-from .transport import DEFAULT_RETRY, NO_RETRY, RetryPolicy, XmlRpcTransport
+from .tasks import DEFAULT_TASK_POLLING
+from .transport import DEFAULT_RETRY, NO_RETRY, XmlRpcTransport
 
 __all__ = [
     "COBBLER2",
@@ -54,9 +54,7 @@ __all__ = [
     "InterfaceRecord",
     "PowerTask",
     "ProfileRecord",
-    "RetryPolicy",
     "SystemRecord",
-    "TaskPolling",
     "XmlRpcTransport",
     "field_map_for",
 ]

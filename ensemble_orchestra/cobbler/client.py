@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IAgent
 
+from ..schedule import Schedule
 from ..secret import Secret, reveal
 from ._globs import covering_glob
 from ._once import OnceInFlight
@@ -40,8 +41,8 @@ from .records import (
     profile_from_record,
     system_from_record,
 )
-from .tasks import DEFAULT_TASK_POLLING, TaskPolling, failed_systems, wait_for_task
-from .transport import DEFAULT_RETRY, RetryPolicy, XmlRpcTransport
+from .tasks import DEFAULT_TASK_POLLING, failed_systems, wait_for_task
+from .transport import DEFAULT_RETRY, XmlRpcTransport
 
 __all__ = ["POWER_OPERATIONS", "CobblerClient"]
 
@@ -72,10 +73,10 @@ class CobblerClient(AdminCalls):
         power_timeout: float = 180.0,
         sync_timeout: float = 600.0,
         max_concurrency: int = 8,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        retry: Schedule = DEFAULT_RETRY,
         ca_bundle: str | Path | None = None,
         agent: IAgent | None = None,
-        task_polling: TaskPolling = DEFAULT_TASK_POLLING,
+        task_polling: Schedule = DEFAULT_TASK_POLLING,
     ) -> None:
         self.transport = XmlRpcTransport(
             url,
@@ -367,7 +368,7 @@ class CobblerClient(AdminCalls):
         return str(await self._call_authed("get_system_handle", name))
 
     async def background_power(
-        self, names: Iterable[str], operation: str, *, polling: TaskPolling | None = None
+        self, names: Iterable[str], operation: str, *, polling: Schedule | None = None
     ) -> PowerTask:
         """Power many systems in one Cobbler task and wait for it (polling on the injected clock).
 

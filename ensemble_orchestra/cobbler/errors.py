@@ -18,16 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from xmlrpc.client import Fault
 
-from twisted.internet import defer
-from twisted.internet import error as net_error
-from twisted.web import client as web_client
-
 from ..errors import EnsembleError
+from ..http.failures import FailureKind, classify
 
 __all__ = [
     "FAULT_TABLE",
     "HTTP_STATUS_TABLE",
-    "TRANSPORT_TABLE",
+    "TRANSPORT_ERRORS",
     "CobblerAuthError",
     "CobblerError",
     "CobblerInvalidRequest",
@@ -241,58 +238,29 @@ def error_from_http_status(code: int, method: str, url: str) -> CobblerError:
 
 # -- transport failures ------------------------------------------------------------------------
 
-# (exception types, error, request certainly not sent?, why). Checked in order on the innermost reasons.
-TRANSPORT_TABLE: tuple[tuple[tuple[type[BaseException], ...], type[CobblerError], bool, str], ...] = (
-    (
-        (net_error.ConnectionRefusedError, net_error.DNSLookupError, net_error.ConnectError, web_client.RequestNotSent),
-        CobblerUnavailable,
-        True,
-        "could not connect",
-    ),
-    ((defer.TimeoutError, defer.CancelledError), CobblerTimeout, False, "timed out"),
-    (
-        (
-            web_client.ResponseNeverReceived,
-            web_client.ResponseFailed,
-            web_client.RequestTransmissionFailed,
-            web_client.PartialDownloadError,  # http.body.read_body: the body was cut short
-            net_error.ConnectionLost,
-            net_error.ConnectionDone,
-            ConnectionError,
-            OSError,
-        ),
-        CobblerUnavailable,
-        False,
-        "connection lost",
-    ),
-)
-
-
-def _reasons(exc: BaseException) -> list[BaseException]:
-    """The wrapped causes of Twisted's aggregate errors (ResponseNeverReceived carries Failures)."""
-    inner = [getattr(r, "value", r) for r in getattr(exc, "reasons", None) or []]
-    return [exc, *inner]
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    try:
-        from OpenSSL.SSL import Error as SSLError
-    except ImportError:  # pragma: no cover - pyOpenSSL comes with twisted[tls]
-        return False
-    return any(isinstance(r, SSLError) for r in _reasons(exc))
+# What each kind of network failure (classified once for every HTTP boundary, http.failures) is here.
+TRANSPORT_ERRORS: dict[FailureKind, type[CobblerError]] = {
+    FailureKind.TLS_NAME: CobblerTLSError,
+    FailureKind.TLS_UNTRUSTED: CobblerTLSError,
+    FailureKind.NOT_SENT: CobblerUnavailable,
+    FailureKind.TIMEOUT: CobblerTimeout,
+    FailureKind.LOST: CobblerUnavailable,
+}
 
 
 def error_from_failure(exc: BaseException, method: str, url: str, timeout: float | None = None) -> CobblerError:
     """The taxonomy's error for an exception raised while talking to *url*."""
     if isinstance(exc, CobblerError):
         return exc
-    if _is_tls_failure(exc):
-        return CobblerTLSError(f"TLS with {url} failed (certificate not trusted?): {exc}", method=method)
-    for exc_types, error, not_sent, why in TRANSPORT_TABLE:
-        if any(isinstance(r, exc_types) for r in _reasons(exc)):
-            detail = f"after {timeout:g}s" if why == "timed out" and timeout is not None else type(exc).__name__
-            message = f"Cobbler at {url} unavailable: {why} ({detail})"
-            if issubclass(error, CobblerUnavailable):
-                return error(message, method=method, request_sent=False if not_sent else None)
-            return error(message, method=method)
-    return CobblerError(f"talking to Cobbler at {url} failed: {type(exc).__name__}: {exc}", method=method)
+    failure = classify(exc, url, timeout)
+    if failure is None:
+        return CobblerError(f"talking to Cobbler at {url} failed: {type(exc).__name__}: {exc}", method=method)
+    error = TRANSPORT_ERRORS[failure.kind]
+    if failure.is_tls:
+        return error(failure.tls_message("Cobbler", "cobbler-api-url"), method=method)
+    timed_out = failure.kind is FailureKind.TIMEOUT and timeout is not None
+    detail = f"after {timeout:g}s" if timed_out else type(exc).__name__
+    message = f"Cobbler at {url} unavailable: {failure.kind.value} ({detail})"
+    if issubclass(error, CobblerUnavailable):
+        return error(message, method=method, request_sent=failure.request_sent)
+    return error(message, method=method)

@@ -10,59 +10,41 @@ fence agent's stdin (``password=...``), so it is redacted before anyone sees it.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 
+from ..schedule import Schedule
 from .errors import CobblerTaskTimeout
 
-__all__ = ["DEFAULT_TASK_POLLING", "TERMINAL_STATES", "TaskPolling", "failed_systems", "wait_for_task"]
+__all__ = ["DEFAULT_TASK_POLLING", "TERMINAL_STATES", "failed_systems", "wait_for_task"]
 
 TERMINAL_STATES = frozenset({"complete", "failed"})
 _FAILED_SYSTEM = re.compile(r"failed to execute power task on (?P<system>\S+?), exception: (?P<error>.*)$", re.M)
 
 
-@dataclass(frozen=True)
-class TaskPolling:
-    """Delays between status polls (the last one repeats) and the bound on the whole wait."""
-
-    delays: tuple[float, ...] = (0.25, 0.25, 0.5, 1.0, 2.0)
-    timeout: float = 300.0
-
-    def schedule(self) -> Iterator[float]:
-        yield from self.delays
-        while True:
-            yield self.delays[-1] if self.delays else 1.0
-
-
-DEFAULT_TASK_POLLING = TaskPolling()
+# Delays between status polls (the last one repeats) and the bound on the whole wait.
+DEFAULT_TASK_POLLING = Schedule((0.25, 0.25, 0.5, 1.0, 2.0), timeout=300.0)
 
 
 async def wait_for_task(
     get_status: Callable[[str], Awaitable[Any]],
     task_id: str,
     clock: IReactorTime,
-    polling: TaskPolling,
+    polling: Schedule,
 ) -> str:
     """Poll *task_id* until it is complete or failed; returns that state or raises CobblerTaskTimeout.
 
     The first poll waits one delay: a task that was just started is never already finished.
     """
-    deadline = clock.seconds() + polling.timeout
-    for delay in polling.schedule():
-        if clock.seconds() + delay > deadline:
-            raise CobblerTaskTimeout(
-                f"Cobbler task {task_id!r} not finished after {polling.timeout:g}s", task_id=task_id
-            )
-        await deferLater(clock, delay)
+    run = polling.start(clock)
+    while await run.wait():
         status = await get_status(task_id)
         state = str(status[2]) if isinstance(status, list | tuple) and len(status) > 2 else "?"
         if state in TERMINAL_STATES:
             return state
-    raise AssertionError("unreachable: the schedule is infinite")  # pragma: no cover
+    raise CobblerTaskTimeout(f"Cobbler task {task_id!r} not finished after {run.elapsed():g}s", task_id=task_id)
 
 
 def failed_systems(event_log: str) -> dict[str, str]:

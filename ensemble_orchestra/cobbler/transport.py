@@ -2,7 +2,7 @@
 
 This layer knows nothing about Cobbler's objects or tokens. It turns a method call into one HTTP
 POST, and every way that can go wrong into the error taxonomy (`errors`). Retryable failures
-(connection refused/reset, timeouts, HTTP 5xx) are retried on a `RetryPolicy`, whose delays are
+(connection refused/reset, timeouts, HTTP 5xx) are retried on a `Schedule`, whose delays are
 data and whose clock is injected, so tests drive time with `twisted.internet.task.Clock`.
 
 Connections are pooled (persistent HTTP/1.1 where the server allows it: Orchestra's Apache keeps
@@ -11,12 +11,9 @@ connections alive; a bare cobblerd speaks HTTP/1.0 and closes each one).
 
 from __future__ import annotations
 
-import re
-import time
 import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
@@ -25,69 +22,25 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, 
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
+from ..deferreds import deferred
+from ..http.agent import make_agent
 from ..http.body import BytesBody, read_body
 from ..http.cancel import is_cancellation
+from ..http.deadline import within
+from ..schedule import Schedule
 from .errors import CobblerError, CobblerInvalidRequest, error_from_failure, error_from_fault, error_from_http_status
 
-__all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy", "XmlRpcTransport", "make_agent"]
+__all__ = ["DEFAULT_RETRY", "NO_RETRY", "XmlRpcTransport"]
 
 log = Logger()
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to wait before each retry; ``len(delays)`` is the number of retries."""
-
-    delays: tuple[float, ...]
-
-    @classmethod
-    def exponential(
-        cls, *, initial: float = 0.5, factor: float = 2.0, maximum: float = 8.0, retries: int = 4
-    ) -> RetryPolicy:
-        """Bounded exponential backoff: initial, initial*factor, ... each capped at *maximum*."""
-        return cls(tuple(min(initial * factor**n, maximum) for n in range(retries)))
-
-
-DEFAULT_RETRY = RetryPolicy.exponential()  # 0.5, 1, 2, 4 s: gives a restarting cobblerd ~7.5 s
-NO_RETRY = RetryPolicy(())
-
-
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-
-
-def _trust_root(ca_bundle: str | Path):  # type: ignore[no-untyped-def]
-    """A trust root holding every certificate of a PEM bundle (replaces the system CAs)."""
-    from twisted.internet.ssl import Certificate, trustRootFromCertificates
-
-    pems = _PEM_CERT.findall(Path(ca_bundle).read_bytes())
-    if not pems:
-        raise ValueError(f"no PEM certificate in CA bundle {ca_bundle}")
-    return trustRootFromCertificates([Certificate.loadPEM(pem) for pem in pems])
-
-
-# Idle pooled connections are closed before common server keep-alive timeouts (Apache: 5 s), so a
-# request is never written to a connection the server is closing (Twisted does not retry POSTs).
-IDLE_CONNECTION_TIMEOUT = 4  # seconds
-
-
-def make_agent(
-    reactor: IReactorTCP,
-    *,
-    persistent: bool = True,
-    max_persistent: int = 8,
-    ca_bundle: str | Path | None = None,
-) -> tuple[IAgent, HTTPConnectionPool]:
-    """An Agent with its own pool (never the global one); TLS verified by default."""
-    pool = HTTPConnectionPool(reactor, persistent=persistent)
-    pool.maxPersistentPerHost = max_persistent
-    pool.cachedConnectionTimeout = IDLE_CONNECTION_TIMEOUT
-    policy = BrowserLikePolicyForHTTPS(trustRoot=_trust_root(ca_bundle)) if ca_bundle else BrowserLikePolicyForHTTPS()
-    return Agent(reactor, contextFactory=policy, pool=pool), pool
+DEFAULT_RETRY = Schedule.exponential()  # 0.5, 1, 2, 4 s: gives a restarting cobblerd ~7.5 s
+NO_RETRY = Schedule((), repeat=False)
 
 
 def _closes_after_response(response: IResponse) -> bool:
@@ -116,7 +69,7 @@ class XmlRpcTransport:
         clock: IReactorTime | None = None,
         timeout: float = 30.0,
         max_concurrency: int = 8,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        retry: Schedule = DEFAULT_RETRY,
         ca_bundle: str | Path | None = None,
         agent: IAgent | None = None,
     ) -> None:
@@ -132,7 +85,7 @@ class XmlRpcTransport:
         self._ca_bundle = ca_bundle
         self._pool: HTTPConnectionPool | None = None
         if agent is None:
-            agent, self._pool = make_agent(reactor, max_persistent=max_concurrency, ca_bundle=ca_bundle)
+            agent, self._pool = make_agent(reactor, max_per_host=max_concurrency, ca_bundle=ca_bundle)
         self._agent = agent
 
     async def call(
@@ -154,13 +107,13 @@ class XmlRpcTransport:
             raise CobblerInvalidRequest(f"cannot encode the arguments as XML-RPC: {exc}", method=method) from None
         limit = self.timeout if timeout is None else timeout
         secrets = tuple(secrets)
-        delays = iter(self.retry.delays)
+        retries = self.retry.start(self._clock)
         attempt = 1
         while True:
             try:
                 return await self._semaphore.run(self._attempt_with_timeout, method, body, limit, secrets)
             except CobblerError as error:
-                delay = next(delays, None) if error.retryable else None
+                delay = retries.next_delay() if error.retryable else None
                 sent = getattr(error, "request_sent", None)
                 if delay is None or (not idempotent and sent is not False):
                     raise
@@ -174,20 +127,18 @@ class XmlRpcTransport:
                 attempt += 1
                 await deferLater(self._clock, delay)
 
-    def _attempt_with_timeout(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Deferred[Any]:
+    @deferred
+    async def _attempt_with_timeout(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Any:
         """One attempt within *limit*. Our deadline becomes CobblerTimeout; a caller's cancel (Ctrl-C) stays a
         CancelledError, so the caller's cleanup runs instead of a retry or an error about Cobbler."""
-        attempt = Deferred.fromCoroutine(self._attempt(method, body, limit, secrets))
-
-        def timed_out(failure: Failure) -> Failure:
-            failure.trap(TimeoutError)
-            return Failure(error_from_failure(failure.value, method, self.url, limit))
-
-        return attempt.addTimeout(limit, self._clock).addErrback(timed_out)
+        try:
+            return await within(self._clock, limit, Deferred.fromCoroutine(self._attempt(method, body, limit, secrets)))
+        except TimeoutError as exc:
+            raise error_from_failure(exc, method, self.url, limit) from None
 
     async def _attempt(self, method: str, body: bytes, limit: float, secrets: tuple[str, ...]) -> Any:
         self.calls[method] += 1
-        started = time.monotonic()
+        started = self._clock.seconds()
         try:
             response = await self._agent.request(
                 b"POST",
@@ -212,7 +163,7 @@ class XmlRpcTransport:
             raise error_from_fault(fault, method, secrets) from None
         except (ExpatError, xmlrpc.client.ResponseError, ValueError) as exc:
             raise CobblerError(f"not an XML-RPC response from {self.url}: {exc}", method=method) from None
-        log.debug("Cobbler call {method} took {elapsed:.3f}s", method=method, elapsed=time.monotonic() - started)
+        log.debug("Cobbler call {method} took {elapsed:.3f}s", method=method, elapsed=self._clock.seconds() - started)
         return result
 
     def _stop_pooling(self) -> None:

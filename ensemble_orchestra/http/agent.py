@@ -1,4 +1,9 @@
-"""A Twisted Agent set up the way our servers need: verified https, a private CA bundle, a kept-alive pool."""
+"""The one Agent factory for every HTTP boundary (Cobbler's XML-RPC, the WebDAV storage, later others).
+
+Set up the way our servers need: https verified (chain and host name) against the system's CAs or a
+private CA bundle, a private connection pool (never Twisted's global one) whose idle connections are
+dropped before the server drops them, and a connect timeout.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,27 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionP
 __all__ = ["IDLE_CONNECTION_S", "make_agent"]
 
 # Below Apache's default KeepAliveTimeout (5 s), so we drop an idle connection before the server does
-# (a request sent on a connection the server is closing at that moment gets no answer).
+# (a request sent on a connection the server is closing at that moment gets no answer, and Twisted
+# does not resend a POST).
 IDLE_CONNECTION_S = 4
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
 def make_agent(
-    reactor: object, *, ca_bundle: str | Path | None = None, connect_timeout: float = 30.0
+    reactor: object,
+    *,
+    ca_bundle: str | Path | None = None,
+    connect_timeout: float = 30.0,
+    persistent: bool = True,
+    max_per_host: int = 8,
 ) -> tuple[Agent, HTTPConnectionPool]:
-    """An Agent with its own persistent pool; https verified (chain and host name) against
-    *ca_bundle* (PEM, one or more certificates) or, without one, the system's CAs.
+    """An Agent with its own pool; https verified against *ca_bundle* (PEM, one or more certificates,
+    replacing the system's CAs) or, without one, the system's CAs.
 
-    The pool is returned so its owner can close it (``closeCachedConnections``).
+    *persistent* False opens one connection per request (for servers that close after each answer);
+    *max_per_host* bounds the idle connections kept per server. The pool is returned so its owner can
+    close it (``closeCachedConnections``) before the reactor stops.
     """
     trust_root = None
     if ca_bundle is not None:
@@ -31,7 +44,8 @@ def make_agent(
         if not blocks:
             raise ValueError(f"no PEM certificate in the CA bundle {ca_bundle}")
         trust_root = trustRootFromCertificates([Certificate.loadPEM(b) for b in blocks])
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = HTTPConnectionPool(reactor, persistent=persistent)
+    pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = IDLE_CONNECTION_S
     policy = BrowserLikePolicyForHTTPS(trustRoot=trust_root)
     return Agent(reactor, contextFactory=policy, connectTimeout=connect_timeout, pool=pool), pool

@@ -11,6 +11,7 @@ a system claimed and unrecorded.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fnmatch
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ from ..cloudinit import MachineUserData, render_user_data
 from ..cobbler import CobblerClient, CobblerError, CobblerInvalidRequest, CobblerNotFound, SystemRecord
 from ..config import OrchestraConfig
 from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
+from ..schedule import Schedule
 from ..storage import FileNotFound, StorageError
 from .claims import ClaimRegistry
 from .errors import (
@@ -36,7 +38,7 @@ from .errors import (
     ProviderError,
     ReleaseFailed,
 )
-from .power import PowerController, PowerSchedule
+from .power import DEFAULT_POWER_SCHEDULE, PowerController
 
 __all__ = ["OrchestraMachine", "OrchestraProvider", "META_KEYS"]
 
@@ -97,7 +99,7 @@ class OrchestraProvider:
         storage: IFileStorage,
         *,
         claims: ClaimRegistry | None = None,
-        power_schedule: PowerSchedule | None = None,
+        power_schedule: Schedule | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -106,7 +108,8 @@ class OrchestraProvider:
         self.client = client
         self.storage = storage
         self.claims = claims or ClaimRegistry(storage)
-        self.power = PowerController(client, reactor, power_schedule or PowerSchedule(timeout=config.power_timeout))
+        schedule = power_schedule or dataclasses.replace(DEFAULT_POWER_SCHEDULE, timeout=config.power_timeout)
+        self.power = PowerController(client, reactor, schedule)
         self._rng = rng or random.SystemRandom()
         self._limit = DeferredSemaphore(config.launch_concurrency)
         # Told each phase of long work as (phase, detail): the CLI shows it to the person waiting.

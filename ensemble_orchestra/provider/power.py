@@ -8,33 +8,27 @@ passes. The schedule is data and the clock is injected, so tests never sleep.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..cobbler import CobblerClient, CobblerError, CobblerTimeout
+from ..schedule import Schedule
 from .errors import PowerError
 
-__all__ = ["PowerController", "PowerSchedule"]
+__all__ = ["DEFAULT_POWER_SCHEDULE", "PowerController"]
 
 _log = Logger()
 
 
-@dataclass(frozen=True)
-class PowerSchedule:
-    """Seconds between status polls (the last repeats) and the overall bound."""
-
-    waits: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
-    timeout: float = 120.0
+# Seconds between status polls (the last repeats) and the overall bound (power-timeout overrides it).
+DEFAULT_POWER_SCHEDULE = Schedule((0.5, 1.0, 2.0, 4.0, 8.0), timeout=120.0)
 
 
 class PowerController:
-    def __init__(self, client: CobblerClient, clock: IReactorTime, schedule: PowerSchedule | None = None) -> None:
+    def __init__(self, client: CobblerClient, clock: IReactorTime, schedule: Schedule = DEFAULT_POWER_SCHEDULE) -> None:
         self._client = client
         self._clock = clock
-        self.schedule = schedule or PowerSchedule()
+        self.schedule = schedule
         self.polls = 0  # confirmation status queries made (benchmarks exclude them from per-launch costs)
 
     async def boot_for_install(self, name: str) -> str:
@@ -66,8 +60,7 @@ class PowerController:
 
     async def confirm(self, name: str, *, on: bool) -> None:
         """Poll the power status until it is *on*; PowerError after the schedule's timeout."""
-        start = self._clock.seconds()
-        attempt = 0
+        run = self.schedule.start(self._clock)
         while True:
             self.polls += 1
             try:
@@ -75,13 +68,9 @@ class PowerController:
                     return
             except CobblerError as error:
                 _log.warn("power status of {name} failed: {error}", name=name, error=str(error))
-            elapsed = self._clock.seconds() - start
-            if elapsed >= self.schedule.timeout:
+            if not await run.wait():
                 state = "on" if on else "off"
                 raise PowerError(
                     f"{name} was not confirmed powered {state} within {self.schedule.timeout:.0f} s; check its BMC",
                     name,
                 )
-            wait = self.schedule.waits[min(attempt, len(self.schedule.waits) - 1)]
-            attempt += 1
-            await deferLater(self._clock, min(wait, self.schedule.timeout - elapsed))

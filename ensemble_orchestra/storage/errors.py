@@ -9,19 +9,19 @@ check.
 
 from __future__ import annotations
 
-from twisted.internet import defer, error
-from twisted.web import client
+from twisted.internet import defer
 
 from ..errors import EnsembleError
+from ..http.failures import FailureKind, classify
 
 __all__ = [
-    "EXCEPTION_ERRORS",
     "STATUS_ERRORS",
     "FileNotFound",
     "StorageAuthError",
     "StorageError",
     "StorageTLSError",
     "StorageUnavailable",
+    "TRANSPORT_ERRORS",
     "error_for_exception",
     "error_for_status",
 ]
@@ -100,62 +100,29 @@ def error_for_status(status: int, method: str, url: str) -> StorageError:
     return cls(message, url=url, status=status)
 
 
-# Transport failure -> class, first match wins. Twisted wraps failures of an
-# exchange in ResponseNeverReceived/ResponseFailed, whose reasons are checked too.
-EXCEPTION_ERRORS: tuple[tuple[type[BaseException], type[StorageError]], ...] = (
-    (error.ConnectError, StorageUnavailable),  # refused, DNS, connect timeout, no route
-    (defer.TimeoutError, StorageUnavailable),  # our per-request deadline
-    (error.ConnectionLost, StorageUnavailable),
-    (error.ConnectionDone, StorageUnavailable),
-    (client.ResponseNeverReceived, StorageUnavailable),
-    (client.ResponseFailed, StorageUnavailable),
-    (client.RequestTransmissionFailed, StorageUnavailable),
-    (client.PartialDownloadError, StorageUnavailable),  # http.body.read_body: the body was cut short
-    (OSError, StorageUnavailable),
-)
-
-
-def _tls_error_types() -> tuple[type[BaseException], ...]:
-    """pyOpenSSL's errors (chain not trusted) and service_identity's (certificate names another host)."""
-    types: list[type[BaseException]] = []
-    try:
-        from OpenSSL import SSL
-
-        types.append(SSL.Error)
-    except ImportError:  # pragma: no cover - Twisted's TLS needs pyOpenSSL anyway
-        pass
-    try:
-        from service_identity import VerificationError
-
-        types.append(VerificationError)
-    except ImportError:  # pragma: no cover - Twisted's https needs service_identity
-        pass
-    return tuple(types)
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    if isinstance(exc, _tls_error_types()):
-        return True
-    reasons = getattr(exc, "reasons", None) or []
-    return any(_is_tls_failure(getattr(r, "value", r)) for r in reasons)
+# What each kind of network failure (classified once for every HTTP boundary, http.failures) is here.
+TRANSPORT_ERRORS: dict[FailureKind, type[StorageError]] = {
+    FailureKind.TLS_NAME: StorageTLSError,
+    FailureKind.TLS_UNTRUSTED: StorageTLSError,
+    FailureKind.NOT_SENT: StorageUnavailable,
+    FailureKind.TIMEOUT: StorageUnavailable,
+    FailureKind.LOST: StorageUnavailable,
+}
 
 
 def error_for_exception(exc: BaseException, method: str, url: str, timeout: float | None = None) -> StorageError:
     """The error for a transport failure of *method* on *url*; StorageError if unknown (not retried)."""
     if isinstance(exc, StorageError):
         return exc
-    if _is_tls_failure(exc):
-        return StorageTLSError(
-            f"could not verify the TLS certificate of {url} ({_reason(exc)}): it must name the host"
-            " and chain to a trusted CA (set the storage's CA bundle for a private CA)",
-            url=url,
-        )
-    for exc_type, cls in EXCEPTION_ERRORS:
-        if isinstance(exc, exc_type):
-            if isinstance(exc, defer.TimeoutError) and timeout is not None:
-                return cls(f"the storage is unavailable: no answer to {method} {url} within {timeout:g}s", url=url)
-            return cls(f"the storage is unavailable: {method} {url} failed: {_reason(exc)}", url=url)
-    return StorageError(f"{method} {url} failed: {_reason(exc)}", url=url)
+    failure = classify(exc, url, timeout)
+    if failure is None:
+        return StorageError(f"{method} {url} failed: {_reason(exc)}", url=url)
+    error = TRANSPORT_ERRORS[failure.kind]
+    if failure.is_tls:
+        return error(failure.tls_message("the storage", "storage-url"), url=url)
+    if isinstance(exc, defer.TimeoutError) and timeout is not None:
+        return error(f"the storage is unavailable: no answer to {method} {url} within {timeout:g}s", url=url)
+    return error(f"the storage is unavailable: {method} {url} failed: {_reason(exc)}", url=url)
 
 
 def _reason(exc: BaseException) -> str:

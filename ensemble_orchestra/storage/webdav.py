@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from ..http.agent import make_agent
 from ..http.body import BytesBody, read_body
-from ..http.cancel import is_cancellation
+from ..http.deadline import within
 from ..http.digest import Credentials, HTTPAuthAgent, InsecureAuthRefused
 from ..interfaces import IFileStorage
 from ..secret import Secret
@@ -330,24 +330,18 @@ class WebDAVStorage:
         """One request and its whole body within the deadline; transport failures become StorageErrors."""
         for attempt in (1, 2):
             started = self._clock.seconds()
-            d = defer.Deferred.fromCoroutine(self._request(method, url, body, headers))
-            deadline = self._clock.callLater(self._timeout, d.cancel)
+            work = defer.Deferred.fromCoroutine(self._request(method, url, body, headers))
             try:
-                reply = await d
+                reply = await within(self._clock, self._timeout, work)
             except InsecureAuthRefused as exc:
                 raise StorageAuthError(str(exc), url=url) from None
+            except defer.CancelledError:
+                raise  # our caller's cancel, not a storage fault
             except Exception as exc:
-                if not deadline.active():  # the deadline cancelled it, whatever Twisted wrapped that in
-                    raise error_for_exception(defer.TimeoutError(), method, url, self._timeout) from exc
-                if is_cancellation(exc):
-                    raise defer.CancelledError() from exc  # our caller's cancel, not a storage fault
                 if resend and attempt == 1 and isinstance(exc, _RESENDABLE):
                     log.debug("{method} {url} got no answer, sending it again", method=method, url=url)
                     continue
                 raise error_for_exception(exc, method, url, self._timeout) from exc
-            finally:
-                if deadline.active():
-                    deadline.cancel()
             log.debug(
                 "{method} {url} -> {code} in {ms:.1f} ms",
                 method=method,

@@ -6,14 +6,14 @@ import sys
 from twisted.internet import defer, task
 
 from ensemble_orchestra.provider import create_orchestra_provider
-from ensemble_orchestra.provider.power import PowerSchedule
+from ensemble_orchestra.schedule import Schedule
 
 
 async def main(reactor, env: str, count: int, config_path: str) -> None:
     with open(config_path) as handle:
         raw = json.load(handle)
     provider = create_orchestra_provider(env, raw, reactor)
-    provider.power.schedule = PowerSchedule(waits=(0.1, 0.2, 0.5), timeout=60)
+    provider.power.schedule = Schedule((0.1, 0.2, 0.5), timeout=60)
     try:
         machines = await provider.start_machines(
             [{"machine-id": str(i), "zookeeper-hosts": ["zk:2181"]} for i in range(count)]

@@ -20,12 +20,12 @@ from ensemble_orchestra.cobbler import (
     CobblerTokenExpired,
     CobblerUnavailable,
     CobblerVersion,
-    RetryPolicy,
 )
 from ensemble_orchestra.cobbler.errors import error_from_fault
 from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.seed import AVAILABLE_CLASS, LAB_PROFILES
 from ensemble_orchestra.lab.testing import RunningLab
+from ensemble_orchestra.schedule import Schedule
 
 pytestmark = pytest.mark.lab
 
@@ -279,7 +279,7 @@ async def test_unreachable_cobbler_is_unavailable_after_bounded_retries() -> Non
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = CobblerClient(
-        f"http://127.0.0.1:{port}/RPC2", "u", "p", reactor, retry=RetryPolicy.exponential(initial=0.05, retries=3)
+        f"http://127.0.0.1:{port}/RPC2", "u", "p", reactor, retry=Schedule.exponential(initial=0.05, retries=3)
     )
     with pytest.raises(CobblerUnavailable) as caught:
         await client.login()

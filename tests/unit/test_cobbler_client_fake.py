@@ -19,9 +19,9 @@ from ensemble_orchestra.cobbler import (
     CobblerPowerError,
     CobblerTaskTimeout,
     CobblerVersion,
-    TaskPolling,
 )
 from ensemble_orchestra.cobbler.testing import FakeCobbler, FakeCobblerAgent, FakeCobblerResource
+from ensemble_orchestra.schedule import Schedule
 from ensemble_orchestra.testing import result_of, start
 
 URL = "http://cobbler.test/RPC2"
@@ -259,7 +259,7 @@ def test_background_power_reads_failures_from_a_complete_task_log() -> None:
 
 def test_background_power_wait_is_bounded_on_the_clock() -> None:
     """A task that never finishes ends in CobblerTaskTimeout after the polling timeout, not later."""
-    clock, fake, _, client = make(task_polling=TaskPolling(delays=(1.0,), timeout=10.0))
+    clock, fake, _, client = make(task_polling=Schedule((1.0,), timeout=10.0))
     original = fake.xmlrpc_background_power_system
 
     def stuck(options: dict[str, Any], token: str) -> str:

@@ -21,10 +21,10 @@ from ensemble_orchestra.cobbler import (
     CobblerTimeout,
     CobblerTLSError,
     CobblerUnavailable,
-    RetryPolicy,
     XmlRpcTransport,
 )
 from ensemble_orchestra.cobbler.testing import FakeCobbler, FakeCobblerAgent, FakeCobblerResource
+from ensemble_orchestra.schedule import Schedule
 from ensemble_orchestra.testing import result_of, start
 
 URL = "http://cobbler.test/RPC2"
@@ -33,7 +33,7 @@ URL = "http://cobbler.test/RPC2"
 def make(
     script: list[str | int] | None = None,
     *,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    retry: Schedule = DEFAULT_RETRY,
     timeout: float = 5.0,
     latency: float = 0.0,
     max_concurrency: int = 8,
@@ -54,8 +54,8 @@ def test_fake_agent_provides_iagent() -> None:
 def test_backoff_schedule_is_bounded_exponential_data() -> None:
     """The schedule is data: inspectable, and capped."""
     assert DEFAULT_RETRY.delays == (0.5, 1.0, 2.0, 4.0)
-    assert RetryPolicy.exponential(initial=0.5, factor=2, maximum=4, retries=6).delays == (0.5, 1, 2, 4, 4, 4)
-    assert RetryPolicy.exponential(retries=0).delays == ()
+    assert Schedule.exponential(initial=0.5, factor=2, maximum=4, retries=6).delays == (0.5, 1, 2, 4, 4, 4)
+    assert Schedule.exponential(retries=0).delays == ()
 
 
 def test_refused_connections_are_retried_on_the_schedule() -> None:
@@ -76,7 +76,7 @@ def test_refused_connections_are_retried_on_the_schedule() -> None:
 
 def test_retries_are_bounded() -> None:
     """After len(delays) retries the error surfaces: CobblerUnavailable, retryable, nothing sent."""
-    clock, agent, transport = make(["refuse"] * 10, retry=RetryPolicy((1.0, 2.0, 4.0)))
+    clock, agent, transport = make(["refuse"] * 10, retry=Schedule((1.0, 2.0, 4.0), repeat=False))
     d = start(transport.call("version"))
     clock.pump([1.0, 2.0, 4.0])
     with pytest.raises(CobblerUnavailable) as caught:
@@ -99,7 +99,7 @@ def test_a_hung_call_times_out_and_is_retried() -> None:
 
 
 def test_timeout_error_says_so() -> None:
-    clock, _, transport = make(["hang"], timeout=2.0, retry=RetryPolicy(()))
+    clock, _, transport = make(["hang"], timeout=2.0, retry=Schedule((), repeat=False))
     d = start(transport.call("version"))
     clock.advance(2.0)
     with pytest.raises(CobblerTimeout, match="timed out .after 2s"):

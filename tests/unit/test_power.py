@@ -7,7 +7,8 @@ from twisted.internet.task import Clock
 
 from ensemble_orchestra.cobbler import CobblerPowerError, CobblerTimeout
 from ensemble_orchestra.provider.errors import PowerError
-from ensemble_orchestra.provider.power import PowerController, PowerSchedule
+from ensemble_orchestra.provider.power import PowerController
+from ensemble_orchestra.schedule import Schedule
 from ensemble_orchestra.testing import result_of, start
 
 
@@ -30,7 +31,7 @@ class ScriptedPower:
 
 def test_an_off_system_is_powered_on_and_confirmed_after_polls() -> None:
     clock, cobbler = Clock(), ScriptedPower([False, False, False, True])
-    controller = PowerController(cobbler, clock, PowerSchedule(waits=(1.0, 2.0), timeout=30))
+    controller = PowerController(cobbler, clock, Schedule((1.0, 2.0), timeout=30))
     d = start(controller.boot_for_install("node001"))
     assert not d.called
     clock.advance(1.0)  # first poll said off; waits 1 s
@@ -48,7 +49,7 @@ def test_a_running_system_is_rebooted_so_it_pxe_boots() -> None:
 
 def test_never_confirmed_is_a_power_error_naming_the_system_at_the_timeout() -> None:
     clock, cobbler = Clock(), ScriptedPower([False])
-    d = start(PowerController(cobbler, clock, PowerSchedule(waits=(5.0,), timeout=20)).boot_for_install("node003"))
+    d = start(PowerController(cobbler, clock, Schedule((5.0,), timeout=20)).boot_for_install("node003"))
     clock.pump([5.0] * 3)
     assert not d.called  # 15 s: still polling
     clock.advance(5.0)
@@ -66,7 +67,7 @@ def test_a_failed_action_is_a_power_error_without_polling() -> None:
 
 def test_power_off_is_confirmed() -> None:
     clock, cobbler = Clock(), ScriptedPower([True, False])
-    d = start(PowerController(cobbler, clock, PowerSchedule(waits=(0.5,), timeout=10)).power_off("node005"))
+    d = start(PowerController(cobbler, clock, Schedule((0.5,), timeout=10)).power_off("node005"))
     clock.advance(0.5)
     assert result_of(d) is None and cobbler.actions == ["off"]
 

@@ -12,10 +12,11 @@ from twisted.web import client
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
+from ensemble_orchestra.http.failures import FAILURE_TABLE
 from ensemble_orchestra.storage import errors
 from ensemble_orchestra.storage.errors import (
-    EXCEPTION_ERRORS,
     STATUS_ERRORS,
+    TRANSPORT_ERRORS,
     FileNotFound,
     StorageAuthError,
     StorageError,
@@ -71,7 +72,7 @@ def _wrapped(exc: Exception) -> client.ResponseNeverReceived:
 
 def _example(exc_type: type[BaseException]) -> BaseException:
     """An instance of each exception type the table maps."""
-    if exc_type is client.ResponseNeverReceived:
+    if exc_type in (client.ResponseNeverReceived, client.ResponseFailed, client.RequestTransmissionFailed):
         return exc_type([])
     if exc_type is client.PartialDownloadError:
         return exc_type(200, b"body truncated", b"")
@@ -80,7 +81,7 @@ def _example(exc_type: type[BaseException]) -> BaseException:
 
 @pytest.mark.parametrize(
     ("exc", "cls"),
-    [(_example(exc_type), cls) for exc_type, cls in EXCEPTION_ERRORS]
+    [(_example(exc_type), TRANSPORT_ERRORS[kind]) for exc_types, kind in FAILURE_TABLE for exc_type in exc_types]
     + [
         (error.ConnectionRefusedError(), StorageUnavailable),
         (error.DNSLookupError("no.such.host"), StorageUnavailable),

@@ -1,0 +1,144 @@
+"""One classification of what can go wrong on the way to an HTTP server, for every HTTP boundary.
+
+The Cobbler transport and the WebDAV storage (and anything later that speaks HTTP) meet the same
+Twisted exceptions: connection refused, DNS failures, connections lost mid-exchange, our deadline,
+and TLS failures. ``classify`` maps them, through ``FAILURE_TABLE``, to a ``NetworkFailure``: a kind,
+whether the request certainly never reached the server, and one line for the user. Each boundary
+then maps the *kind* to its own error class (``CobblerTLSError``, ``StorageUnavailable`` ...), so a
+certificate problem is fatal and named the same way everywhere, and a lost connection is retryable
+everywhere.
+
+TLS failures are checked first: Twisted reports a certificate that names another host as a lost
+connection whose reason is service_identity's ``VerificationError``, and an untrusted chain as
+pyOpenSSL's ``SSL.Error``; neither may be retried around.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from twisted.internet import defer
+from twisted.internet import error as net_error
+from twisted.web import client as web_client
+
+__all__ = ["FAILURE_TABLE", "FailureKind", "NetworkFailure", "classify", "reasons"]
+
+
+class FailureKind(enum.Enum):
+    """What went wrong, as far as a caller deciding to retry or to give up needs to know."""
+
+    TLS_NAME = "the certificate does not name the host"  # fatal: wrong URL or wrong certificate
+    TLS_UNTRUSTED = "the certificate is not trusted"  # fatal: a CA bundle is missing
+    NOT_SENT = "could not connect"  # retryable; the request never left, so even a non-idempotent call may be resent
+    TIMEOUT = "timed out"  # retryable; the server may still be working on it
+    LOST = "connection lost"  # retryable; whether the server acted is unknown
+
+    @property
+    def retryable(self) -> bool:
+        return self not in (FailureKind.TLS_NAME, FailureKind.TLS_UNTRUSTED)
+
+
+def _tls_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(host name mismatch, untrusted chain) exception types; both libraries come with twisted[tls]."""
+    from OpenSSL.SSL import Error as SSLError
+    from service_identity import VerificationError
+
+    return (VerificationError,), (SSLError,)
+
+
+_NAME_MISMATCH, _UNTRUSTED = _tls_types()
+
+# (exception types, kind). Checked in order against the exception and every reason Twisted wrapped in it.
+FAILURE_TABLE: tuple[tuple[tuple[type[BaseException], ...], FailureKind], ...] = (
+    (_NAME_MISMATCH, FailureKind.TLS_NAME),
+    (_UNTRUSTED, FailureKind.TLS_UNTRUSTED),
+    (
+        (net_error.ConnectionRefusedError, net_error.DNSLookupError, net_error.ConnectError, web_client.RequestNotSent),
+        FailureKind.NOT_SENT,
+    ),
+    ((defer.TimeoutError, defer.CancelledError), FailureKind.TIMEOUT),
+    (
+        (
+            web_client.ResponseNeverReceived,
+            web_client.ResponseFailed,
+            web_client.RequestTransmissionFailed,
+            web_client.PartialDownloadError,  # http.body.read_body: the body was cut short
+            net_error.ConnectionLost,
+            net_error.ConnectionDone,
+            OSError,  # ConnectionResetError and friends
+        ),
+        FailureKind.LOST,
+    ),
+)
+
+
+def reasons(exc: BaseException) -> Iterator[BaseException]:
+    """*exc* and, depth first, the causes Twisted wrapped in it (ResponseNeverReceived carries Failures)."""
+    yield exc
+    for reason in getattr(exc, "reasons", None) or ():
+        yield from reasons(getattr(reason, "value", reason))
+
+
+@dataclass(frozen=True)
+class NetworkFailure:
+    """A classified transport failure of one request to *url*."""
+
+    kind: FailureKind
+    url: str
+    detail: str  # the innermost cause, for the message
+    timeout: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind.retryable
+
+    @property
+    def request_sent(self) -> bool | None:
+        """False when the request certainly never reached the server; None when unknown."""
+        return False if self.kind is FailureKind.NOT_SENT else None
+
+    @property
+    def host(self) -> str:
+        parts = urlsplit(self.url)
+        return parts.netloc.rsplit("@", 1)[-1] or self.url
+
+    @property
+    def is_tls(self) -> bool:
+        return self.kind in (FailureKind.TLS_NAME, FailureKind.TLS_UNTRUSTED)
+
+    def tls_message(self, what: str, url_key: str) -> str:
+        """One line for a TLS failure: *what* is the server ("Cobbler", "the storage"), *url_key* the setting naming it.
+
+        Transport failures that may pass are worded by each boundary (its tests pin them); a certificate
+        problem reads the same everywhere, says it is not retried, and what to change.
+        """
+        if self.kind is FailureKind.TLS_NAME:
+            return (
+                f"the TLS certificate of {what} at {self.url} is not issued for {self.host}"
+                f" ({self.detail}): set {url_key} to a host name the certificate is issued for, or give the"
+                f" server a certificate for {self.host}; not retried"
+            )
+        return (
+            f"the TLS certificate of {what} at {self.url} is not trusted ({self.detail}): if a private CA signed"
+            " it, name that CA bundle (PEM) in the environment's ca-bundle; not retried"
+        )
+
+
+def _detail(exc: BaseException) -> str:
+    innermost = list(reasons(exc))[-1]
+    text = str(innermost).strip()
+    name = type(innermost).__name__
+    return f"{name}: {text}" if text and len(text) < 200 else name
+
+
+def classify(exc: BaseException, url: str, timeout: float | None = None) -> NetworkFailure | None:
+    """The failure *exc* means for a request to *url*; None if it is not a transport failure at all."""
+    causes = list(reasons(exc))
+    for types, kind in FAILURE_TABLE:
+        for cause in causes:
+            if isinstance(cause, types):
+                return NetworkFailure(kind, url, _detail(cause), timeout)
+    return None
