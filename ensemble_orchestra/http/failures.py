@@ -101,9 +101,8 @@ class NetworkFailure:
         return False if self.kind is FailureKind.NOT_SENT else None
 
     @property
-    def host(self) -> str:
-        parts = urlsplit(self.url)
-        return parts.netloc.rsplit("@", 1)[-1] or self.url
+    def hostname(self) -> str:
+        return urlsplit(self.url).hostname or self.url
 
     @property
     def is_tls(self) -> bool:
@@ -117,9 +116,9 @@ class NetworkFailure:
         """
         if self.kind is FailureKind.TLS_NAME:
             return (
-                f"the TLS certificate of {what} at {self.url} is not issued for {self.host}"
-                f" ({self.detail}): set {url_key} to a host name the certificate is issued for, or give the"
-                f" server a certificate for {self.host}; not retried"
+                f"the TLS certificate of {what} at {self.url} is not issued for the host name {self.hostname!r}:"
+                f" set {url_key} to a name the certificate is issued for, or give the server a certificate"
+                f" for {self.hostname}; not retried"
             )
         return (
             f"the TLS certificate of {what} at {self.url} is not trusted ({self.detail}): if a private CA signed"

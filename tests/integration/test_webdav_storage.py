@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import socket
 import time
@@ -21,6 +19,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from ensemble_orchestra.http.digest import Credentials, HTTPAuthAgent
+from ensemble_orchestra.http.testing import issue_certificates
 from ensemble_orchestra.interfaces import IFileStorage
 from ensemble_orchestra.lab import webdav
 from ensemble_orchestra.lab.testing import RunningLab
@@ -326,42 +325,6 @@ async def test_silent_storage_times_out() -> None:
 # -- TLS: a local https server with a private CA ------------------------------------------
 
 
-def _private_ca_and_server_cert(tmp: Path) -> tuple[Path, bytes]:
-    """A CA bundle file and the server's PEM key + certificate (for 127.0.0.1), signed by it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def cert(subject: str, key, issuer: str, issuer_key, ca: bool):  # type: ignore[no-untyped-def]
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-            builder = builder.add_extension(san, critical=False)
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_cert = cert("lab CA", ca_key, "lab CA", ca_key, ca=True)
-    server_cert = cert("127.0.0.1", server_key, "lab CA", ca_key, ca=False)
-    bundle = tmp / "ca.pem"
-    bundle.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    key_pem = server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return bundle, key_pem + server_cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest_twisted.ensureDeferred
 async def test_tls_is_verified(tmp_path: Path) -> None:
     """An untrusted certificate is a fatal StorageTLSError; with the CA bundle the same server works."""
@@ -375,7 +338,8 @@ async def test_tls_is_verified(tmp_path: Path) -> None:
             return b"over tls" if request.path == b"/env/f" else b"?"
 
     reactor = _reactor()
-    bundle, server_pem = _private_ca_and_server_cert(tmp_path)
+    pki = issue_certificates(tmp_path)
+    bundle, server_pem = pki.ca_bundle, pki.server_pem
     root = File()
     options = ssl.PrivateCertificate.loadPEM(server_pem).options()
     port = reactor.listenSSL(0, server.Site(root), options, interface="127.0.0.1")

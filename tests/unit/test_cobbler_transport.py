@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from ensemble_orchestra.cobbler import (
     XmlRpcTransport,
 )
 from ensemble_orchestra.cobbler.testing import FakeCobbler, FakeCobblerAgent, FakeCobblerResource
+from ensemble_orchestra.http.testing import issue_certificates
 from ensemble_orchestra.schedule import Schedule
 from ensemble_orchestra.testing import result_of, start
 
@@ -181,47 +180,17 @@ def test_only_http_and_https_urls() -> None:
 # -- TLS, on a real port ------------------------------------------------------------------------
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cobbler test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 @pytest_twisted.ensureDeferred
 async def test_https_verifies_the_certificate_and_accepts_a_ca_bundle(tmp_path: Path) -> None:
     """Verification is on by default (an unknown CA is a fatal CobblerTLSError, not retried); a CA bundle fixes it."""
     from twisted.internet import reactor, ssl
 
-    cert_path, key_path = _self_signed(tmp_path)
-    server_cert = ssl.PrivateCertificate.loadPEM(key_path.read_bytes() + cert_path.read_bytes())
+    pki = issue_certificates(tmp_path)
+    server_cert = ssl.PrivateCertificate.loadPEM(pki.server_pem)
     port = reactor.listenSSL(0, Site(FakeCobblerResource(FakeCobbler())), server_cert.options(), interface="127.0.0.1")
     url = f"https://127.0.0.1:{port.getHost().port}/RPC2"
     untrusting = XmlRpcTransport(url, reactor)
-    trusting = XmlRpcTransport(url, reactor, ca_bundle=cert_path)
+    trusting = XmlRpcTransport(url, reactor, ca_bundle=pki.ca_bundle)
     try:
         with pytest.raises(CobblerTLSError):
             await untrusting.call("version")
