@@ -30,9 +30,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ensemble_orchestra.lab import power_hook, vm, vm_image
-from ensemble_orchestra.lab.machine import load_settings, write_settings
+from ensemble_orchestra.lab import vm_image
 from ensemble_orchestra.lab.processes import running_pid
+from ensemble_orchestra.lab.programs import phone_home, power_hook, qemu_system, system_files
+from ensemble_orchestra.lab.programs.system_files import load_settings, write_settings
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
 
 ENV = "pxe-bench"
@@ -48,13 +49,15 @@ def _phone_home(system_dir: Path, after: int = 0) -> tuple[float, float]:
     """(epoch time of phone home number *after*+1, the VM's CPU seconds when it was seen)."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        calls = vm.phone_homes(system_dir)
+        calls = phone_home.phone_homes(system_dir)
         if len(calls) > after:
-            pid = running_pid(power_hook.machine_pid_file(system_dir))
+            pid = running_pid(system_files.system_pid_file(system_dir))
             cpu = _cpu_s(pid) if pid else float("nan")
             return datetime.fromisoformat(calls[after]["time"]).timestamp(), cpu
         time.sleep(0.05)
-    raise RuntimeError(f"{system_dir.name}: no phone home in {TIMEOUT:.0f} s; see {vm.console_log(system_dir)}")
+    raise RuntimeError(
+        f"{system_dir.name}: no phone home in {TIMEOUT:.0f} s; see {system_files.console_log(system_dir)}"
+    )
 
 
 def _power_on_to_phone_home(system_dir: Path) -> tuple[float, float]:
@@ -80,11 +83,11 @@ def raw_boot(running: RunningLab) -> tuple[float, float]:
         shutil.copyfile(source, tftp / Path(source).name)
     shutil.copyfile(layout.distro_dir / "vmlinuz", tftp / "vmlinuz")
     shutil.copyfile(layout.distro_dir / "initrd.gz", tftp / "initrd.gz")
-    url = f"http://{vm.GUEST_HOST}:{running.spec.phone_home_port}/phone-home/raw-boot"
+    url = f"http://{qemu_system.GUEST_HOST}:{running.spec.phone_home_port}/phone-home/raw-boot"
     config = "DEFAULT raw\nLABEL raw\n  KERNEL vmlinuz\n  INITRD initrd.gz\n"
     (tftp / "pxelinux.cfg" / "default").write_text(config + f"  APPEND console=ttyS0 quiet ensemble.phonehome={url}\n")
-    write_settings(system_dir, name="raw-boot", mac=real["mac"], tftpboot=tftp, machines="qemu")
-    vm_image.make_disk(vm.disk_image(system_dir), vm_image.build_boot_files(), url)
+    write_settings(system_dir, name="raw-boot", mac=real["mac"], tftpboot=tftp, system_kind="qemu")
+    vm_image.make_disk(qemu_system.disk_image(system_dir), vm_image.build_boot_files(), url)
     return _power_on_to_phone_home(system_dir)
 
 

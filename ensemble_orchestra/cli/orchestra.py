@@ -17,7 +17,7 @@ from ..lab.envfile import EnvironmentsFileError
 from ..lab.lab import Lab, LabError, LabStatus
 from ..lab.layout import DEFAULT_BASE_PORT, DEFAULT_SYSTEMS, LabSpec, default_lab_dir
 from ..lab.processes import ProcessStartError
-from ..lab.vm import MACHINES
+from ..lab.programs.system_files import SYSTEM_KINDS
 from ..secret import Secret
 from ..server_kit import (
     DEFAULT_ACQUIRED_CLASS,
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--systems", type=int, default=DEFAULT_SYSTEMS, help="systems in the pool (default %(default)s)")
     up.add_argument(
         "--machines",
-        choices=MACHINES,
+        choices=SYSTEM_KINDS,
         default="process",
         help="what a BMC power on starts: a booted process, or a QEMU VM that PXE-boots (default %(default)s)",
     )

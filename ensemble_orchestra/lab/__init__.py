@@ -1,5 +1,5 @@
 """The lab: real Cobbler, IPMI BMC simulators and WebDAV storage on loopback.
 
-Kept import-light: the BMC power hook runs ``python -m ensemble_orchestra.lab.power_hook``
-on every IPMI chassis command, so nothing here may import Twisted.
+Kept empty: ``programs/`` (the BMC power hook, run on every IPMI chassis command, and the other programs
+other processes run) is imported through this package and must stay standard-library only.
 """

@@ -1,8 +1,8 @@
 """The lab's IPMI BMCs: one OpenIPMI ``ipmi_sim`` per system, driven by Cobbler through real fence_ipmilan.
 
 Each BMC listens on 127.0.0.1:<bmc_port> (UDP, IPMI 1.5 and 2.0/lanplus). Its chassis control runs
-``power_hook``, so "power on" starts the system's booted process and "power off" stops it: power state is
-whether that process runs, observable by Cobbler, by ``lab status`` and by tests alike.
+``programs/power_hook.py``, so "power on" starts the booted system (a process or a VM) and "power off" stops
+it: power state is whether it runs, observable by Cobbler, by ``lab status`` and by tests alike.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ensemble_orchestra.lab import power_hook
-from ensemble_orchestra.lab.layout import LAB_HOST, SystemSpec
+from .layout import LAB_HOST, SystemSpec
+from .programs import power_hook, processes
 
 __all__ = ["bmc_dir", "bmc_ready", "cobbler_power_fields", "power_is_on", "power_off", "write_bmc_config"]
 
@@ -68,7 +68,7 @@ def write_bmc_config(system_dir: Path, system: SystemSpec, python: str = sys.exe
     state = directory / "state"
     state.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    hook = shlex.join([python, "-m", "ensemble_orchestra.lab.power_hook", str(system_dir)])
+    hook = shlex.join([python, "-m", power_hook.__name__, str(system_dir)])
     if '"' in hook or "\n" in hook:  # lan.conf strings cannot escape either
         raise ValueError(f"cannot write a lan.conf for a path with quotes or newlines: {system_dir}")
     lan_conf = _LAN_CONF.format(
@@ -112,7 +112,9 @@ def power_off(system_dir: Path) -> bool:
     """Stop the system's booted process, if any, without its BMC (lab reset/down); True if one was stopped."""
     if not system_dir.is_dir():
         return False
-    return power_hook.power_off(system_dir)
+    stopped = power_hook.power_off(system_dir)
+    # A system booted by a lab older than the programs/ package recorded itself in machine.pid.
+    return processes.stop_process(system_dir / "machine.pid") or stopped
 
 
 def bmc_ready(system: SystemSpec, timeout: float = 2.0) -> bool:

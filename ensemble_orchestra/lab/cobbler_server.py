@@ -21,7 +21,8 @@ import yaml
 
 from ..errors import EnsembleError
 from .layout import LAB_HOST, LabLayout, LabSpec
-from .vm import GUEST_HOST
+from .programs import cobbler_svc_server
+from .programs.qemu_system import GUEST_HOST
 
 __all__ = [
     "CobblerNotInstalled",
@@ -203,11 +204,13 @@ def cobblerd_argv(layout: LabLayout, venv: Path) -> list[str]:
 
 
 def svc_argv(layout: LabLayout, spec: LabSpec, venv: Path) -> list[str]:
-    """Cobbler's svc WSGI app (autoinstall rendering, nopxe) and its web dir, served over HTTP."""
-    script = Path(__file__).with_name("cobbler_svc_server.py")
+    """Cobbler's svc WSGI app (autoinstall rendering, nopxe) and its web dir, served over HTTP.
+
+    Run as a script by the Cobbler virtualenv's Python, which cannot import this project.
+    """
     return [
         str(venv / "bin" / "python"),
-        str(script),
+        str(Path(cobbler_svc_server.__file__).resolve()),
         "--host",
         LAB_HOST,
         "--port",

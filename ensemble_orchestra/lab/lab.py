@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnsembleError
-from . import bmc, cobbler_server, machine, processes, vm, vm_image, webdav
+from . import bmc, cobbler_server, processes, vm_image, webdav
 from .envfile import lab_environment, merge_environment
 from .layout import LAB_HOST, LabLayout, LabSpec
+from .programs import phone_home, qemu_system, system_files
 from .seed import LabCobbler, SystemRow
 from .sshkey import ensure_lab_key
 
@@ -37,7 +38,7 @@ _REQUIRED_PROGRAMS = {
 }
 # ... and what QEMU lab systems need (programs and files).
 _QEMU_PROGRAMS = {
-    vm.QEMU: "qemu-system-x86",
+    qemu_system.QEMU: "qemu-system-x86",
     "mkfs.vfat": "dosfstools",
     "syslinux": "syslinux",
     "mcopy": "mtools",
@@ -79,7 +80,7 @@ class SystemStatus:
     power_on: bool
     bmc: str
     cobbler: SystemRow | None
-    vm_state: str | None = None  # QEMU labs: vm.vm_state()
+    vm_state: str | None = None  # QEMU labs: qemu_system.vm_state()
     console: Path | None = None  # QEMU labs: the VM's serial console log
 
 
@@ -254,7 +255,7 @@ class Lab:
             "webdav": lambda: _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
         }
         if spec.machines == "qemu":
-            argv = [sys.executable, "-m", "ensemble_orchestra.lab.phone_home", "--port", str(spec.phone_home_port)]
+            argv = [sys.executable, "-m", phone_home.__name__, "--host", LAB_HOST, "--port", str(spec.phone_home_port)]
             argv += ["--systems", str(layout.systems_dir)]
             plans["phone-home"] = lambda: _ServerPlan(argv, lambda: _tcp_listening(spec.phone_home_port))
         for system in spec.all_systems():
@@ -279,14 +280,14 @@ class Lab:
         for loader in _PXE_LOADERS:
             shutil.copyfile(loader, layout.tftpboot / Path(loader).name)
         for system in spec.all_systems():
-            disk = vm.disk_image(layout.system_dir(system.name))
+            disk = qemu_system.disk_image(layout.system_dir(system.name))
             if not disk.exists():
                 self._make_disk(spec, system.name, boot)
 
     def _make_disk(self, spec: LabSpec, name: str, boot: vm_image.BootFiles) -> None:
-        url = f"http://{vm.GUEST_HOST}:{spec.phone_home_port}/phone-home/{name}"
+        url = f"http://{qemu_system.GUEST_HOST}:{spec.phone_home_port}/phone-home/{name}"
         try:
-            vm_image.make_disk(vm.disk_image(self.layout.system_dir(name)), boot, url)
+            vm_image.make_disk(qemu_system.disk_image(self.layout.system_dir(name)), boot, url)
         except vm_image.ImageError as exc:
             raise LabError(f"cannot make the disk of {name}: {exc}") from None
 
@@ -295,12 +296,12 @@ class Lab:
         cobbler_server.prepare_cobbler(self.layout, spec, venv)
         plans = {name: make() for name, make in self._plans(spec, venv).items()}
         for system in spec.all_systems():  # how each system boots: its MAC's PXE config under Cobbler's tftpboot
-            machine.write_settings(
+            system_files.write_settings(
                 self.layout.system_dir(system.name),
                 name=system.name,
                 mac=system.mac,
                 tftpboot=self.layout.tftpboot,
-                machines=spec.machines,
+                system_kind=spec.machines,
             )
         if boot is not None:
             self._prepare_qemu(spec, boot)
@@ -348,9 +349,9 @@ class Lab:
         for system in spec.all_systems():
             system_dir = self.layout.system_dir(system.name)
             bmc.power_off(system_dir)
-            shutil.rmtree(machine.disk_dir(system_dir), ignore_errors=True)  # a wiped disk: nothing installed
-            machine.install_log(system_dir).unlink(missing_ok=True)
-            vm.phone_home_log(system_dir).unlink(missing_ok=True)
+            shutil.rmtree(system_files.disk_dir(system_dir), ignore_errors=True)  # a wiped disk: nothing installed
+            system_files.install_log(system_dir).unlink(missing_ok=True)
+            phone_home.phone_home_log(system_dir).unlink(missing_ok=True)
             if boot is not None:
                 self._make_disk(spec, system.name, boot)
         LabCobbler(spec).reset()
@@ -387,8 +388,8 @@ class Lab:
                     power_on=power_on,
                     bmc=f"{LAB_HOST}:{s.bmc_port}",
                     cobbler=rows.get(s.name),
-                    vm_state=vm.vm_state(system_dir, power_on) if qemu else None,
-                    console=vm.console_log(system_dir) if qemu else None,
+                    vm_state=qemu_system.vm_state(system_dir, power_on) if qemu else None,
+                    console=system_files.console_log(system_dir) if qemu else None,
                 )
             )
         return LabStatus(root=self.layout.root, servers=servers, systems=systems, cobbler_error=cobbler_error)

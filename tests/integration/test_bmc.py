@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ensemble_orchestra.lab import bmc, machine, power_hook
+from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.layout import SystemSpec
 from ensemble_orchestra.lab.processes import (
     process_start_time,
@@ -25,6 +25,7 @@ from ensemble_orchestra.lab.processes import (
     stop_process,
     wait_until,
 )
+from ensemble_orchestra.lab.programs import power_hook, process_system, system_files
 
 FENCE_IPMILAN = "/usr/sbin/fence_ipmilan"
 
@@ -78,7 +79,7 @@ class Bmc:
 
 def _boots(system_dir: Path) -> list[str]:
     try:
-        return machine.boots_log(system_dir).read_text().splitlines()
+        return system_files.boots_log(system_dir).read_text().splitlines()
     except FileNotFoundError:
         return []
 
@@ -113,7 +114,7 @@ def test_fence_ipmilan_powers_the_system_on_and_off(lab_bmc: Bmc) -> None:
     assert on.returncode == 0, on.stdout + on.stderr
     status = lab_bmc.fence("status")
     assert (status.returncode, status.stdout.strip()) == (0, "Status: ON")
-    pid = running_pid(power_hook.machine_pid_file(lab_bmc.system_dir))
+    pid = running_pid(system_files.system_pid_file(lab_bmc.system_dir))
     assert pid is not None and bmc.power_is_on(lab_bmc.system_dir)
     assert wait_until(lambda: len(lab_bmc.boots()) == 1, timeout=5)
     assert lab_bmc.boots()[0].startswith("boot 1 ") and lab_bmc.boots()[0].endswith(f" pid={pid} from=disk")
@@ -122,7 +123,7 @@ def test_fence_ipmilan_powers_the_system_on_and_off(lab_bmc: Bmc) -> None:
 
     again = lab_bmc.fence("on")
     assert again.returncode == 0 and "Already ON" in again.stdout
-    assert running_pid(power_hook.machine_pid_file(lab_bmc.system_dir)) == pid
+    assert running_pid(system_files.system_pid_file(lab_bmc.system_dir)) == pid
 
     off = lab_bmc.fence("off")
     assert off.returncode == 0, off.stdout + off.stderr
@@ -168,7 +169,7 @@ def test_config_files_are_private_and_start_ipmi_sim(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "bmc" / name).stat().st_mode) == 0o600
     text = lan_conf.read_text()
     assert "addr 127.0.0.1 29999" in text
-    assert f'chassis_control "/opt/py/bin/python -m ensemble_orchestra.lab.power_hook {tmp_path}"' in text
+    assert f'chassis_control "/opt/py/bin/python -m ensemble_orchestra.lab.programs.power_hook {tmp_path}"' in text
     assert 'user 2 true "root" "s3cret-0123abcd" admin' in text
     assert "user 1 " not in text and " none" not in text
     assert any(line.strip().startswith("guid ") for line in text.splitlines())
@@ -231,7 +232,7 @@ def test_hook_answers_gets_in_ipmi_sim_format(tmp_path: Path, capsys: pytest.Cap
 
 def test_hook_power_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """set power 1 twice boots once; set power 0 twice stops once; reset reboots a running system."""
-    pid_file = power_hook.machine_pid_file(tmp_path)
+    pid_file = system_files.system_pid_file(tmp_path)
     try:
         assert power_hook.main([str(tmp_path), "set", "power", "1"]) == 0
         first = running_pid(pid_file)
@@ -252,8 +253,8 @@ def test_hook_power_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == "power:0\n"
 
 
-def test_machine_records_its_boot_and_exits_0_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "ensemble_orchestra.lab.machine", str(tmp_path)])
+def test_process_system_records_its_boot_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "ensemble_orchestra.lab.programs.process_system", str(tmp_path)])
     try:
         assert wait_until(lambda: _boots(tmp_path) != [], timeout=5, alive=lambda: proc.poll() is None)
         (line,) = _boots(tmp_path)
@@ -266,7 +267,24 @@ def test_machine_records_its_boot_and_exits_0_on_sigterm(tmp_path: Path) -> None
             proc.wait()
 
 
-def test_machine_refuses_broken_settings(tmp_path: Path) -> None:
-    (tmp_path / "machine.json").write_text("[1, 2]")
-    assert machine.main([str(tmp_path)]) == 1
-    assert not machine.boots_log(tmp_path).exists()
+def test_process_system_refuses_broken_settings(tmp_path: Path) -> None:
+    system_files.settings_file(tmp_path).write_text("[1, 2]")
+    assert process_system.main([str(tmp_path)]) == 1
+    assert not system_files.boots_log(tmp_path).exists()
+
+
+def test_hook_refuses_an_unknown_system_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A system.json naming a kind this hook cannot boot is one line and exit 1 (a failure for the BMC), not a boot."""
+    system_files.settings_file(tmp_path).write_text('{"name": "node001", "system_kind": "abacus"}')
+    assert power_hook.main([str(tmp_path), "set", "power", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("power_hook: ") and "abacus" in err and len(err.splitlines()) == 1
+    assert not power_hook.is_on(tmp_path)
+
+
+def test_power_off_also_stops_a_system_recorded_by_an_older_lab(tmp_path: Path) -> None:
+    """Labs before the programs/ package recorded the booted system in machine.pid: lab down/reset stops it too."""
+    pid = start_process([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "machine.pid", tmp_path / "o")
+    assert bmc.power_off(tmp_path) is True
+    assert process_start_time(pid) is None and not (tmp_path / "machine.pid").exists()
+    assert bmc.power_off(tmp_path) is False

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ensemble_orchestra.lab import bmc, machine
+from ensemble_orchestra.lab import bmc
+from ensemble_orchestra.lab.programs import system_files
 from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
 from ensemble_orchestra.lab.testing import RunningLab
 from ensemble_orchestra.provider.orchestra import ENV_KEY, USER_DATA_KEY
@@ -56,11 +57,11 @@ def test_bootstrap_wait_status_destroy(lab: RunningLab) -> None:
     system_dir = lab.system_dir(name)
     assert bmc.power_is_on(system_dir)
     # The installer (Cobbler's rendered preseed) wrote exactly the user data the provider generated.
-    seed = machine.nocloud_seed(system_dir)
+    seed = system_files.nocloud_seed(system_dir)
     assert (seed / "user-data").read_bytes() == base64.b64decode(owned["autoinstall_meta"][USER_DATA_KEY])
     meta = yaml.safe_load((seed / "meta-data").read_text())
     assert meta["instance-id"] == uid and meta["local-hostname"] == owned["hostname"]
-    boots = machine.boots_log(system_dir).read_text().splitlines()
+    boots = system_files.boots_log(system_dir).read_text().splitlines()
     assert boots[-1].endswith("from=install")
 
     status = ensemble("status", "-e", "lab")

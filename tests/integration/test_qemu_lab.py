@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ensemble_orchestra.lab import bmc, vm, vm_image
+from ensemble_orchestra.lab import bmc, vm_image
+from ensemble_orchestra.lab.programs import phone_home, qemu_system, system_files
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
 from ensemble_orchestra.provider.orchestra import ENV_KEY, USER_DATA_KEY
 
@@ -58,11 +59,11 @@ def run_cli(module: str, *args: str, timeout: float = 300) -> subprocess.Complet
 def wait_phone_home(system_dir: Path, timeout: float = PHONE_HOME_TIMEOUT) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        calls = vm.phone_homes(system_dir)
+        calls = phone_home.phone_homes(system_dir)
         if calls:
             return calls[-1]
         time.sleep(0.2)
-    console = vm.console_log(system_dir)
+    console = system_files.console_log(system_dir)
     tail = console.read_text(errors="replace")[-2000:] if console.exists() else "(no console log)"
     raise AssertionError(f"{system_dir.name} did not phone home in {timeout:.0f} s; console:\n{tail}")
 
@@ -86,9 +87,9 @@ def test_bootstrap_phones_home_with_the_generated_user_data(qlab: RunningLab) ->
     assert call["user-data-sha256"] == sha256_of_meta(owned)
     assert call["instance-id"] == owned["uid"] and call["hostname"] == owned["hostname"]
     # What the installer wrote on the VM's disk, read back from the image.
-    seed = vm_image.seed_from_disk(vm.disk_image(system_dir))
+    seed = vm_image.seed_from_disk(qemu_system.disk_image(system_dir))
     assert seed["user-data"] == base64.b64decode(owned["autoinstall_meta"][USER_DATA_KEY])
-    console = vm.console_log(system_dir).read_text(errors="replace")
+    console = system_files.console_log(system_dir).read_text(errors="replace")
     assert "PXELINUX" in console and "ensemble-lab: installed late_command rc=0" in console
     assert "Booting from Hard Disk" in console  # the second boot: PXELINUX's localboot, then the BIOS, the disk
 
@@ -98,12 +99,16 @@ def test_bootstrap_phones_home_with_the_generated_user_data(qlab: RunningLab) ->
         ).stdout
     )
     [row] = [s for s in status["systems"] if s["name"] == owned["name"]]
-    assert row["power"] == "on" and row["vm"] == "phoned home" and row["console"] == str(vm.console_log(system_dir))
+    assert (
+        row["power"] == "on"
+        and row["vm"] == "phoned home"
+        and row["console"] == str(system_files.console_log(system_dir))
+    )
 
     destroy = run_cli("ensemble_orchestra.cli.ensemble", "destroy-environment", "-e", ENV, "-y")
     assert destroy.returncode == 0, destroy.stderr
     assert not bmc.power_is_on(system_dir)
-    assert vm.vm_state(system_dir, bmc.power_is_on(system_dir)) == "off"
+    assert qemu_system.vm_state(system_dir, bmc.power_is_on(system_dir)) == "off"
 
 
 def test_three_systems_install_in_parallel(qlab: RunningLab) -> None:

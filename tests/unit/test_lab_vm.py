@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ensemble_orchestra.lab import phone_home, vm, vm_image
+from ensemble_orchestra.lab import vm_image
+from ensemble_orchestra.lab.programs import phone_home, qemu_system, system_files
 
 
 def test_cpio_newc_is_read_by_cpio(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_phone_home_records(tmp_path: Path, path: str, status: int) -> None:
     """The phone-home server records known systems' well-formed calls, one line each, and nothing else."""
     (tmp_path / "node001").mkdir()
     assert phone_home.record_phone_home(tmp_path, path) == status
-    calls = vm.phone_homes(tmp_path / "node001")
+    calls = phone_home.phone_homes(tmp_path / "node001")
     assert len(calls) == (1 if status == 200 else 0)
     if status == 200:
         assert calls[0]["from"] in ("disk", "network") and calls[0]["time"]
@@ -96,26 +97,26 @@ def test_phone_home_records(tmp_path: Path, path: str, status: int) -> None:
         ("ensemble-lab: booted: from=disk&instance-id=x\n", "booted from disk"),
         ("ensemble-lab: booted: from=disk&x\r\nensemble-lab: phoned home\r\n", "phoned home"),
         # Only the current power on counts.
-        (f"ensemble-lab: phoned home\n{vm.POWER_ON_MARK} t\nPXELINUX\n", "booting"),
+        (f"ensemble-lab: phoned home\n{qemu_system.POWER_ON_MARK} t\nPXELINUX\n", "booting"),
     ],
 )
 def test_vm_state_from_console(tmp_path: Path, console: str | None, state: str) -> None:
     if console is not None:
-        vm.console_log(tmp_path).write_text(console)
-    assert vm.vm_state(tmp_path, power_on=True) == state
-    assert vm.vm_state(tmp_path, power_on=False) == "off"
+        system_files.console_log(tmp_path).write_text(console)
+    assert qemu_system.vm_state(tmp_path, power_on=True) == state
+    assert qemu_system.vm_state(tmp_path, power_on=False) == "off"
 
 
 def test_qemu_argv_boots_the_network_first_then_the_disk(tmp_path: Path) -> None:
-    settings = {"name": "node001", "mac": "52:54:00:00:00:01", "tftpboot": "/lab/tftpboot", "machines": "qemu"}
-    argv = vm.qemu_argv(tmp_path, settings, qemu="qemu")
+    settings = {"name": "node001", "mac": "52:54:00:00:00:01", "tftpboot": "/lab/tftpboot", "system_kind": "qemu"}
+    argv = qemu_system.qemu_argv(tmp_path, settings, qemu="qemu")
     joined = " ".join(argv)
     assert "-accel tcg" in joined
     assert "user,id=net0,tftp=/lab/tftpboot,bootfile=pxelinux.0" in argv
     assert "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,bootindex=1" in argv
     assert "virtio-blk-pci,drive=disk0,bootindex=2" in argv
-    assert f"file,id=console0,path={vm.console_log(tmp_path)},append=on" in argv
+    assert f"file,id=console0,path={system_files.console_log(tmp_path)},append=on" in argv
     with pytest.raises(ValueError, match="MAC"):
-        vm.qemu_argv(tmp_path, {**settings, "mac": "52:54:00:00:00:01,x=y"})
+        qemu_system.qemu_argv(tmp_path, {**settings, "mac": "52:54:00:00:00:01,x=y"})
     with pytest.raises(ValueError, match="comma"):
-        vm.qemu_argv(tmp_path, {**settings, "tftpboot": "/a,b"})
+        qemu_system.qemu_argv(tmp_path, {**settings, "tftpboot": "/a,b"})

@@ -1,4 +1,5 @@
-"""Pid records: a stop signals only the very process that was started."""
+"""Pid records: a stop signals only the very process that was started (programs/processes.py, and the lab's
+wrapper that names a missing program)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ensemble_orchestra.lab import processes
+from ensemble_orchestra.lab import processes as lab_processes
+from ensemble_orchestra.lab.programs import processes
 
 
 def _sleeper() -> subprocess.Popen[bytes]:
@@ -43,8 +45,8 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
 
 def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
     try:
-        processes.start_process(["/nonexistent/program-xyz"], tmp_path / "p.pid", tmp_path / "p.log")
-    except processes.ProcessStartError as exc:
+        lab_processes.start_process(["/nonexistent/program-xyz"], tmp_path / "p.pid", tmp_path / "p.log")
+    except lab_processes.ProcessStartError as exc:
         assert "/nonexistent/program-xyz is not installed" in str(exc)
     else:
         raise AssertionError("expected ProcessStartError")

@@ -1,12 +1,12 @@
 """ipmi_sim's chassis control program for one lab system: power is on while the booted system runs.
 
-lan.conf says ``chassis_control "PYTHON -m ensemble_orchestra.lab.power_hook SYSTEM_DIR"``; ipmi_sim runs
-that through the shell with ``get NAME...`` (answer ``NAME:VALUE`` lines) or ``set NAME VALUE`` appended,
+lan.conf says ``chassis_control "PYTHON -m ensemble_orchestra.lab.programs.power_hook SYSTEM_DIR"``; ipmi_sim
+runs that through the shell with ``get NAME...`` (answer ``NAME:VALUE`` lines) or ``set NAME VALUE`` appended,
 on every chassis command, and waits for it reading stdout to EOF. So this returns at once, and the booted
 system it starts holds neither that pipe nor the BMC's socket. Measured calls: ``get power``,
 ``set power 1|0``, ``set reset 1``, ``set shutdown 1`` (soft off), ``get boot``, ``set boot pxe``.
 
-Stdlib only (plus ``processes``): it runs on every IPMI power query.
+Stdlib only: it runs on every IPMI power query.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ensemble_orchestra.lab import vm
-from ensemble_orchestra.lab.machine import load_settings
-from ensemble_orchestra.lab.processes import running_pid, start_process, stop_process
+from . import qemu_system
+from .processes import running_pid, start_process, stop_process
+from .system_files import console_log, load_settings, system_pid_file
 
-__all__ = ["console_log", "is_on", "machine_pid_file", "main", "power_off", "power_on"]
+__all__ = ["PROCESS_SYSTEM", "is_on", "main", "power_off", "power_on"]
 
-MACHINE_MODULE = "ensemble_orchestra.lab.machine"
+# Started with ``python -m`` on power on of a process system (not imported here: every IPMI query would pay).
+PROCESS_SYSTEM = "ensemble_orchestra.lab.programs.process_system"
 BOOT_DEVICES = ("none", "pxe", "default", "cdrom", "bios")  # ipmi_sim's names for boot flags
 STOP_TIMEOUT = 5.0  # the booted system exits on SIGTERM at once; SIGKILL after this
 
@@ -33,43 +35,36 @@ class UsageError(Exception):
     """The hook was called with arguments ipmi_sim never sends."""
 
 
-def machine_pid_file(system_dir: Path) -> Path:
-    return system_dir / "machine.pid"
-
-
-def console_log(system_dir: Path) -> Path:
-    """The booted system's output: a QEMU VM's serial console, or the machine process's stdout and stderr."""
-    return vm.console_log(system_dir)
-
-
 def is_on(system_dir: Path) -> bool:
-    return running_pid(machine_pid_file(system_dir)) is not None
+    return running_pid(system_pid_file(system_dir)) is not None
 
 
 def power_on(system_dir: Path, python: str = sys.executable) -> bool:
     """Start the booted system unless it runs already; True if it was started.
 
-    The system is the ``machine`` process, or a QEMU VM if its ``machine.json`` says ``"machines": "qemu"``;
-    either way ``machine.pid`` records it.
+    What starts is the system's kind in ``system.json``; either way ``system.pid`` records it.
     """
     with _power_lock(system_dir):
         if is_on(system_dir):
             return False
-        settings = load_settings(system_dir)
-        if settings.get("machines") == "qemu":
-            argv, output = vm.qemu_argv(system_dir, settings), vm.qemu_log(system_dir)
-            vm.mark_power_on(system_dir, time.strftime("%Y-%m-%dT%H:%M:%S"))
-        else:
-            argv, output = [python, "-m", MACHINE_MODULE, str(system_dir)], console_log(system_dir)
+        argv, output = _boot_command(system_dir, load_settings(system_dir), python)
         # start_process: own session, fds other than 0-2 closed (the BMC's UDP socket), stdout not our pipe.
-        start_process(argv, machine_pid_file(system_dir), output, cwd=system_dir)
+        start_process(argv, system_pid_file(system_dir), output, cwd=system_dir)
         return True
+
+
+def _boot_command(system_dir: Path, settings: dict[str, Any], python: str) -> tuple[list[str], Path]:
+    """The argv that boots the system, by its kind, and the file its output goes to."""
+    if settings.get("system_kind") == "qemu":
+        qemu_system.mark_power_on(system_dir, time.strftime("%Y-%m-%dT%H:%M:%S"))
+        return qemu_system.qemu_argv(system_dir, settings), qemu_system.qemu_log(system_dir)
+    return [python, "-m", PROCESS_SYSTEM, str(system_dir)], console_log(system_dir)
 
 
 def power_off(system_dir: Path, timeout: float = STOP_TIMEOUT) -> bool:
     """Stop the booted system if it runs; True if one was stopped. Safe to call when off."""
     with _power_lock(system_dir):
-        return stop_process(machine_pid_file(system_dir), timeout)
+        return stop_process(system_pid_file(system_dir), timeout)
 
 
 @contextmanager
@@ -139,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"power_hook: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, OSError) as exc:  # a bad system.json, a program not installed: ipmi_sim reports a failure
+        print(f"power_hook: {exc}", file=sys.stderr)
+        return 1
     for line in lines:
         print(line)
     return 0

@@ -1,23 +1,22 @@
-"""A booted lab system: this process exists exactly while the system's power is on.
+"""A booted lab system of the process kind: this process exists exactly while the system's power is on.
 
-The BMC's power hook starts it (``python -m ensemble_orchestra.lab.machine SYSTEM_DIR``) on power on and
-SIGTERMs it on power off. It boots the way a PXE-booting server does: it reads the PXE config Cobbler
-wrote for its MAC (``<tftpboot>/pxelinux.cfg/01-<mac>``). With netboot on, that config hands the installer
-a ``url=`` of the system's rendered autoinstall (Cobbler's svc); the "installer" fetches it and carries out
-the preseed's late command with ``/target`` being this system's disk directory (the NoCloud seed lands
-there, and the command's ``nopxe`` turns netboot off), then reboots from disk. With netboot off (``localboot``),
-it boots the installed system from disk and reports the NoCloud seed it finds.
+The BMC's power hook starts it (``python -m ensemble_orchestra.lab.programs.process_system SYSTEM_DIR``) on
+power on and SIGTERMs it on power off. It boots the way a PXE-booting server does: it reads the PXE config
+Cobbler wrote for its MAC (``<tftpboot>/pxelinux.cfg/01-<mac>``). With netboot on, that config hands the
+installer a ``url=`` of the system's rendered autoinstall (Cobbler's svc); the "installer" fetches it and
+carries out the preseed's late command with ``/target`` being this system's disk directory (the NoCloud seed
+lands there, and the command's ``nopxe`` turns netboot off), then reboots from disk. With netboot off
+(``localboot``), it boots the installed system from disk and reports the NoCloud seed it finds.
 
 Every boot appends one line to ``boots.log``: ``boot <n> <iso time> pid=<pid> from=<install|disk>``, plus
 ``installed ...`` / ``disk ...`` lines to ``install.log``. Settings (name, MAC, tftpboot) come from
-``machine.json`` in the system directory, written by the lab; without it the system boots "from disk".
-Stdlib only.
+``system.json`` in the system directory (``system_files``), written by the lab; without it the system boots
+"from disk". Stdlib only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import signal
@@ -30,59 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-__all__ = [
-    "boot",
-    "boots_log",
-    "disk_dir",
-    "install_log",
-    "load_settings",
-    "main",
-    "nocloud_seed",
-    "pxe_config",
-    "write_settings",
-]
+from .system_files import boots_log, disk_dir, install_log, load_settings, nocloud_seed, settings_file
+
+__all__ = ["boot", "describe_disk", "install", "main", "pxe_config"]
 
 LATE_COMMAND = re.compile(r"^d-i\s+preseed/late_command\s+string\s+(?P<command>.+)$", re.MULTILINE)
 INSTALLER_URL = re.compile(r"\burl=(?P<url>\S+)")
 INSTALL_TIMEOUT = 120.0  # seconds for fetching the autoinstall and running its late command
-
-
-def boots_log(system_dir: Path) -> Path:
-    """One line per boot: ``boot <n> <iso time> pid=<pid> from=<install|disk>``."""
-    return system_dir / "boots.log"
-
-
-def install_log(system_dir: Path) -> Path:
-    """What each install and each boot from disk found, a line each."""
-    return system_dir / "install.log"
-
-
-def disk_dir(system_dir: Path) -> Path:
-    """The system's "disk": the installer's /target."""
-    return system_dir / "disk"
-
-
-def nocloud_seed(system_dir: Path) -> Path:
-    return disk_dir(system_dir) / "var" / "lib" / "cloud" / "seed" / "nocloud-net"
-
-
-def load_settings(system_dir: Path) -> dict[str, Any]:
-    """``machine.json`` if present (how the lab tells a system how to boot), else no settings."""
-    try:
-        text = (system_dir / "machine.json").read_text()
-    except FileNotFoundError:
-        return {}
-    settings = json.loads(text)
-    if not isinstance(settings, dict):
-        raise ValueError("machine.json must hold a JSON object")
-    return settings
-
-
-def write_settings(system_dir: Path, *, name: str, mac: str, tftpboot: Path, machines: str = "process") -> None:
-    """``machine.json``: how the system boots; *machines* "qemu" makes the power hook start a VM instead."""
-    system_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"name": name, "mac": mac, "tftpboot": str(tftpboot), "machines": machines}
-    (system_dir / "machine.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def pxe_config(settings: dict[str, Any]) -> str | None:
@@ -166,13 +119,13 @@ def _power_off(signum: int, frame: FrameType | None) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 1:
-        print("usage: python -m ensemble_orchestra.lab.machine SYSTEM_DIR", file=sys.stderr)
+        print("usage: python -m ensemble_orchestra.lab.programs.process_system SYSTEM_DIR", file=sys.stderr)
         return 2
     system_dir = Path(args[0])
     try:
         settings = load_settings(system_dir)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        print(f"machine: bad {system_dir / 'machine.json'}: {exc}", file=sys.stderr)
+        print(f"process_system: bad {settings_file(system_dir)}: {exc}", file=sys.stderr)
         return 1
     # Power off can come at any moment, even while booting: exit promptly and cleanly.
     signal.signal(signal.SIGTERM, _power_off)

@@ -1,10 +1,12 @@
 """Serve Cobbler's ``svc`` WSGI app and its web directory over plain HTTP (lab only).
 
-Runs under the *Cobbler* virtualenv's Python (stdlib + cobbler only), standing in
+Runs as a script under the *Cobbler* virtualenv's Python (stdlib + cobbler only), standing in
 for the Apache + mod_wsgi front end of a real Orchestra server:
 ``/cblr/svc/op/...`` goes to Cobbler's app, ``/cblr/...`` and ``/cobbler/...``
 serve files from Cobbler's web directory.
 """
+
+from __future__ import annotations
 
 import argparse
 import importlib.util
@@ -12,8 +14,14 @@ import mimetypes
 import os
 import posixpath
 import sys
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+# The WSGI callable's shape (wsgiref.types is Python 3.11+, and this must run on Cobbler's Python too).
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -22,20 +30,23 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         sys.stdout.write(f"{self.address_string()} {format % args}\n")
         sys.stdout.flush()
 
 
-def _load_svc(path):
+def _load_svc(path: str) -> WSGIApp:
     spec = importlib.util.spec_from_file_location("cobbler_svc_services", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cobbler_svc_server: cannot load Cobbler's svc app from {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.application
+    application: WSGIApp = module.application
+    return application
 
 
-def make_app(svc_app, webdir):
-    def app(environ, start_response):
+def make_app(svc_app: WSGIApp, webdir: str) -> WSGIApp:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path.startswith("/cblr/svc/"):
             # mod_wsgi sets REQUEST_URI; Cobbler's app parses it.
@@ -57,9 +68,11 @@ def make_app(svc_app, webdir):
     return app
 
 
-def main():
-    # This script's own directory holds modules named like Cobbler's; import Cobbler from PYTHONPATH.
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+def main() -> None:
+    # Run as a script, its own directory comes first on sys.path: drop it, so no sibling module can shadow
+    # a module Cobbler imports (Cobbler itself comes from PYTHONPATH).
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
