@@ -1,7 +1,8 @@
 """Prepare a Cobbler server for Ensemble from the Orchestra kit (``ensemble-orchestra setup-server``).
 
-The kit (``providers/orchestra``, found by `kit.kit_dir`) holds the Ensemble preseed and the Cobbler
-snippets it includes. `setup_server` makes a Cobbler 3 server ready for the orchestra provider:
+The kit (``providers/orchestra``, shipped inside the package; found by `kit.kit_dir`) holds the Ensemble
+preseed and the Cobbler snippets it includes. `setup_server` makes a Cobbler 3 server ready for the
+orchestra provider:
 
 - the preseed template and the snippets are uploaded (compared first, written only when they differ);
 - the two management classes the provider claims systems by exist;
