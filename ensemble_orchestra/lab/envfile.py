@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap
 from ..errors import EnsembleError
 from .layout import LAB_HOST, LabLayout, LabSpec
 from .seed import ACQUIRED_CLASS, AVAILABLE_CLASS, LAB_PROFILES
+from .webdav import webdav_url
 
 __all__ = ["EnvironmentsFileError", "lab_environment", "merge_environment"]
 
@@ -26,8 +27,6 @@ class EnvironmentsFileError(EnsembleError):
 
 def lab_environment(spec: LabSpec, layout: LabLayout) -> dict[str, Any]:
     """The `type: orchestra` environment that points at a lab's servers."""
-    from .webdav import webdav_url
-
     return {
         "type": "orchestra",
         "orchestra-server": f"{LAB_HOST}:{spec.http_port}",

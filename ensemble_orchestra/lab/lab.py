@@ -7,50 +7,29 @@ and raises LabError with one line naming the failing part and its log.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EnsembleError
+from ..home import environments_file
 from . import bmc, cobbler_server, processes, vm_image, webdav
 from .envfile import lab_environment, merge_environment
-from .layout import LAB_HOST, LabLayout, LabSpec
+from .errors import LabError
+from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
+from .ports import tcp_listening
+from .prerequisites import check_prerequisites
 from .programs import phone_home, qemu_system, system_files
-from .seed import LabCobbler, SystemRow
+from .seed import LabCobbler
 from .sshkey import ensure_lab_key
+from .status import LabStatus, lab_status
 
-__all__ = ["Lab", "LabError", "LabStatus", "ServerStatus", "SystemStatus"]
+__all__ = ["Lab", "LabError", "LabStatus"]
 
 START_TIMEOUT = 30.0
 
-# Debian package that provides each program the lab needs, for the error that says what to install.
-_REQUIRED_PROGRAMS = {
-    "ipmi_sim": "openipmi",
-    "ipmitool": "ipmitool",
-    "fence_ipmilan": "fence-agents",
-    "apache2": "apache2",
-    "rsync": "rsync",
-}
-# ... and what QEMU lab systems need (programs and files).
-_QEMU_PROGRAMS = {
-    qemu_system.QEMU: "qemu-system-x86",
-    "mkfs.vfat": "dosfstools",
-    "syslinux": "syslinux",
-    "mcopy": "mtools",
-    "busybox": "busybox-static",
-    "apt-get": "apt",
-    "dpkg-deb": "dpkg",
-}
-_QEMU_FILES = {
-    "/usr/lib/ipxe/qemu/efi-virtio.rom": "ipxe-qemu",
-    "/usr/lib/PXELINUX/pxelinux.0": "pxelinux",
-    "/usr/lib/syslinux/modules/bios/ldlinux.c32": "syslinux-common",
-}
 # The PXELINUX files a PXE client fetches first from the TFTP root (Cobbler 3.3's sync does not put them there).
 _PXE_LOADERS = ("/usr/lib/PXELINUX/pxelinux.0", "/usr/lib/syslinux/modules/bios/ldlinux.c32")
 
@@ -60,66 +39,6 @@ class _ServerPlan:
     argv: list[str]
     ready: Callable[[], bool]
     env: dict[str, str] | None = None
-
-
-class LabError(EnsembleError):
-    """A lab operation failed; str() is one line saying what and what to do."""
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    name: str
-    pid: int | None
-    address: str
-    log: Path
-
-
-@dataclass(frozen=True)
-class SystemStatus:
-    name: str
-    power_on: bool
-    bmc: str
-    cobbler: SystemRow | None
-    vm_state: str | None = None  # QEMU labs: qemu_system.vm_state()
-    console: Path | None = None  # QEMU labs: the VM's serial console log
-
-
-@dataclass(frozen=True)
-class LabStatus:
-    root: Path
-    servers: list[ServerStatus]
-    systems: list[SystemStatus]
-    cobbler_error: str | None
-
-    @property
-    def running(self) -> bool:
-        return all(s.pid is not None for s in self.servers)
-
-
-def _find_program(name: str) -> str | None:
-    return shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
-
-
-def _port_free(port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
-    """Whether *port* (TCP or UDP) can be bound on the lab's address right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        if kind == socket.SOCK_STREAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LAB_HOST, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
-
-
-def _tcp_listening(port: int) -> bool:
-    try:
-        with socket.create_connection((LAB_HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Lab:
@@ -135,18 +54,6 @@ class Lab:
             return LabSpec.load(self.layout.spec_file)
         except FileNotFoundError:
             raise LabError(f"no lab in {self.layout.root}: run 'ensemble-orchestra lab up' first") from None
-
-    def _servers(self, spec: LabSpec) -> dict[str, str]:
-        """Every server process of the lab, by its pid-file name, with the address it serves."""
-        servers = {
-            "cobblerd": f"http://{LAB_HOST}:{spec.xmlrpc_port}/RPC2",
-            "cobbler-svc": f"http://{LAB_HOST}:{spec.http_port}/cblr/svc/",
-            "webdav": webdav.webdav_url(spec),
-        }
-        if spec.machines == "qemu":
-            servers["phone-home"] = f"http://{LAB_HOST}:{spec.phone_home_port}/phone-home/"
-        servers.update({f"bmc-{s.name}": f"udp://{LAB_HOST}:{s.bmc_port}" for s in spec.all_systems()})
-        return servers
 
     def is_running(self) -> bool:
         if not self.layout.run_dir.is_dir():
@@ -167,7 +74,7 @@ class Lab:
                 # A different port plan, pool size or kind of systems: keep the credentials, start afresh otherwise.
                 self._wipe_state()
             spec = dataclasses.replace(saved, base_port=spec.base_port, systems=spec.systems, machines=spec.machines)
-        self._check_prerequisites(spec)
+        check_prerequisites(spec)
         boot_files = self._qemu_boot_files() if spec.machines == "qemu" else None
         venv = self._cobbler_venv()
         spec.save(self.layout.spec_file)
@@ -183,8 +90,6 @@ class Lab:
             self.down()
             raise
         if env_name:
-            from ..home import environments_file
-
             merge_environment(environments_file(), env_name, lab_environment(spec, self.layout))
         return spec
 
@@ -202,36 +107,10 @@ class Lab:
         except cobbler_server.CobblerNotInstalled as exc:
             raise LabError(str(exc)) from None
 
-    def _check_prerequisites(self, spec: LabSpec) -> None:
-        packages = {pkg for prog, pkg in _REQUIRED_PROGRAMS.items() if _find_program(prog) is None}
-        if spec.machines == "qemu":
-            packages |= {pkg for prog, pkg in _QEMU_PROGRAMS.items() if _find_program(prog) is None}
-            packages |= {pkg for path, pkg in _QEMU_FILES.items() if not Path(path).exists()}
-        missing = sorted(packages)
-        if missing:
-            raise LabError(
-                f"missing Debian package(s) {', '.join(missing)}: run scripts/install"
-                f" (or apt-get install {' '.join(missing)})"
-            )
-        labels = {spec.xmlrpc_port: "Cobbler XML-RPC", spec.http_port: "Cobbler HTTP", spec.webdav_port: "WebDAV"}
-        if spec.machines == "qemu":
-            labels[spec.phone_home_port] = "phone home"
-        for port, label in labels.items():
-            if not _port_free(port):
-                raise LabError(
-                    f"port {port} ({label}) on {LAB_HOST} is in use: stop what holds it or choose another --base-port"
-                )
-        for system in spec.all_systems():
-            if not _port_free(system.bmc_port, socket.SOCK_DGRAM):
-                raise LabError(
-                    f"UDP port {system.bmc_port} (BMC of {system.name}) on {LAB_HOST} is in use:"
-                    " choose another --base-port"
-                )
-
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         processes.start_process(argv, self.layout.pid_file(name), self.layout.log_file(name), env=env)
 
-    def _await(self, name: str, ready, timeout: float = START_TIMEOUT) -> None:  # type: ignore[no-untyped-def]
+    def _await(self, name: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
         pid_file = self.layout.pid_file(name)
         ok = processes.wait_until(ready, timeout=timeout, alive=lambda: processes.running_pid(pid_file) is not None)
         if not ok:
@@ -250,19 +129,16 @@ class Lab:
         plans: dict[str, Callable[[], _ServerPlan]] = {
             "cobblerd": lambda: _ServerPlan(cobbler_server.cobblerd_argv(layout, venv), admin.ping, env),
             "cobbler-svc": lambda: _ServerPlan(
-                cobbler_server.svc_argv(layout, spec, venv), lambda: _tcp_listening(spec.http_port), env
+                cobbler_server.svc_argv(layout, spec, venv), lambda: tcp_listening(spec.http_port), env
             ),
             "webdav": lambda: _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
         }
         if spec.machines == "qemu":
             argv = [sys.executable, "-m", phone_home.__name__, "--host", LAB_HOST, "--port", str(spec.phone_home_port)]
             argv += ["--systems", str(layout.systems_dir)]
-            plans["phone-home"] = lambda: _ServerPlan(argv, lambda: _tcp_listening(spec.phone_home_port))
+            plans["phone-home"] = lambda: _ServerPlan(argv, lambda: tcp_listening(spec.phone_home_port))
         for system in spec.all_systems():
-            plans[f"bmc-{system.name}"] = lambda s=system: _ServerPlan(
-                bmc.write_bmc_config(layout.system_dir(s.name), s, sys.executable),
-                lambda: bmc.bmc_ready(s, timeout=0.5),
-            )
+            plans[f"bmc-{system.name}"] = _bmc_plan(layout, system)
         return plans
 
     def _qemu_boot_files(self) -> vm_image.BootFiles:
@@ -360,36 +236,14 @@ class Lab:
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> LabStatus:
-        spec = self.spec()
-        servers = [
-            ServerStatus(
-                name=name,
-                pid=processes.running_pid(self.layout.pid_file(name)),
-                address=address,
-                log=self.layout.log_file(name),
-            )
-            for name, address in self._servers(spec).items()
-        ]
-        rows: dict[str, SystemRow] = {}
-        cobbler_error = None
-        if servers[0].pid is not None:
-            try:
-                rows = {row.name: row for row in LabCobbler(spec, timeout=10).systems()}
-            except Exception as exc:  # status must report, not crash
-                cobbler_error = f"{type(exc).__name__}: {exc}"
-        systems = []
-        for s in spec.all_systems():
-            system_dir = self.layout.system_dir(s.name)
-            power_on = bmc.power_is_on(system_dir)
-            qemu = spec.machines == "qemu"
-            systems.append(
-                SystemStatus(
-                    name=s.name,
-                    power_on=power_on,
-                    bmc=f"{LAB_HOST}:{s.bmc_port}",
-                    cobbler=rows.get(s.name),
-                    vm_state=qemu_system.vm_state(system_dir, power_on) if qemu else None,
-                    console=system_files.console_log(system_dir) if qemu else None,
-                )
-            )
-        return LabStatus(root=self.layout.root, servers=servers, systems=systems, cobbler_error=cobbler_error)
+        return lab_status(self.layout, self.spec())
+
+
+def _bmc_plan(layout: LabLayout, system: SystemSpec) -> Callable[[], _ServerPlan]:
+    """The plan of one system's BMC: its ipmi_sim, ready once it answers a presence ping."""
+
+    def plan() -> _ServerPlan:
+        argv = bmc.write_bmc_config(layout.system_dir(system.name), system, sys.executable)
+        return _ServerPlan(argv, lambda: bmc.bmc_ready(system, timeout=0.5))
+
+    return plan

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..server_kit import DEFAULT_ACQUIRED_CLASS, DEFAULT_AVAILABLE_CLASS
 from .bmc import cobbler_power_fields
+from .errors import LabError
 from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
 
 __all__ = [
@@ -114,8 +115,6 @@ class LabCobbler:
 
     def run_setup_server(self, layout: LabLayout) -> None:
         """``ensemble-orchestra setup-server`` against this Cobbler, as a separate process; output in its log."""
-        from .lab import LabError  # lab imports this module
-
         argv = [sys.executable, "-m", "ensemble_orchestra.cli.orchestra", "setup-server"]
         argv += ["--cobbler", self.url, "--user", self.spec.cobbler_user]
         env = {**os.environ, "ENSEMBLE_ORCHESTRA_PASSWORD": self.spec.cobbler_password}

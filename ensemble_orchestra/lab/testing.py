@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lab import Lab, _port_free
-from .layout import LabSpec
+from .lab import Lab
+from .layout import LAB_HOST, LabLayout, LabSpec
+from .ports import port_free
 from .seed import LabCobbler
 
 __all__ = ["RunningLab", "free_base_port", "start_lab"]
@@ -22,8 +23,8 @@ def free_base_port(systems: int, *, low: int = 30000, high: int = 60000, tries: 
     for _ in range(tries):
         base = rng.randrange(low, high - systems - 20, 20)
         spec = LabSpec(base_port=base, systems=systems)
-        if all(_port_free(p) for p in spec.tcp_ports()) and all(
-            _port_free(p, socket.SOCK_DGRAM) for p in spec.udp_ports()
+        if all(port_free(p) for p in spec.tcp_ports()) and all(
+            port_free(p, socket.SOCK_DGRAM) for p in spec.udp_ports()
         ):
             return base
     raise RuntimeError("no free port range found for a lab")
@@ -37,12 +38,12 @@ class RunningLab:
     spec: LabSpec
 
     @property
-    def layout(self):  # type: ignore[no-untyped-def]
+    def layout(self) -> LabLayout:
         return self.lab.layout
 
     @property
     def cobbler_url(self) -> str:
-        return f"http://127.0.0.1:{self.spec.xmlrpc_port}/RPC2"
+        return f"http://{LAB_HOST}:{self.spec.xmlrpc_port}/RPC2"
 
     def cobbler(self) -> xmlrpc.client.ServerProxy:
         return LabCobbler(self.spec).proxy()

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from ensemble_orchestra.cli.orchestra import main
-from ensemble_orchestra.lab import lab as lab_module
-from ensemble_orchestra.lab import processes
+from ensemble_orchestra.lab import cobbler_server, prerequisites, processes
 from ensemble_orchestra.lab.lab import Lab, LabError
 from ensemble_orchestra.lab.layout import LabSpec
 from ensemble_orchestra.lab.testing import free_base_port
@@ -53,7 +52,7 @@ def test_a_server_that_dies_at_start_stops_the_rest(
         script.write_text("#!/bin/sh\necho 'simulated crash' >&2\nexit 3\n")
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
     site = broken / "lib" / "python3.11" / "site-packages"
-    real = Path(lab_module.cobbler_server.cobbler_venv())
+    real = Path(cobbler_server.cobbler_venv())
     real_site = next(real.glob("lib/python3*/site-packages"))
     site.parent.mkdir(parents=True)
     site.symlink_to(real_site)
@@ -71,7 +70,7 @@ def test_a_server_that_dies_at_start_stops_the_rest(
 
 
 def test_missing_debian_package_names_it(lab_parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(lab_module._REQUIRED_PROGRAMS, "no-such-program-xyz", "no-such-package")
+    monkeypatch.setitem(prerequisites.REQUIRED_PROGRAMS, "no-such-program-xyz", "no-such-package")
     lab = Lab(lab_parent / "missing-package")
     with pytest.raises(LabError, match=r"missing Debian package\(s\) no-such-package: run scripts/install"):
         lab.up(LabSpec(base_port=free_base_port(2), systems=2), env_name=None)

@@ -1,4 +1,4 @@
-"""How the lab's modules may import: programs other processes run stay standard-library only.
+"""How the lab's modules may import: programs other processes run stay standard-library only, and no circles.
 
 The power hook runs on every IPMI chassis command and the Cobbler svc server under Cobbler's own Python: a
 program there that imported Twisted, ruamel or this project's errors would break (or slow) what runs it.
@@ -6,6 +6,7 @@ program there that imported Twisted, ruamel or this project's errors would break
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pkgutil
@@ -80,3 +81,78 @@ def test_the_probe_catches_a_third_party_module() -> None:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(SOURCE_ROOT)}
     done = subprocess.run([sys.executable, "-S", "-c", "import twisted"], capture_output=True, env=env, check=False)
     assert done.returncode != 0
+
+
+# -- no import circles inside the lab ------------------------------------------------------------------------
+
+
+def _lab_modules() -> dict[str, Path]:
+    package = Path(ensemble_orchestra.lab.__file__).parent
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join((ensemble_orchestra.lab.__name__, *parts))] = path
+    return modules
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The lab modules *name* imports anywhere in its source, function-level (lazy) imports included."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found & known
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle in *graph* as a path that ends where it starts, or None."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return None
+        for target in sorted(graph[node]):
+            circle = visit(target, [*path, node])
+            if circle:
+                return circle
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        circle = visit(start, [])
+        if circle:
+            return circle
+    return None
+
+
+def test_the_lab_modules_import_one_way() -> None:
+    """No circle, lazy imports included (they were how lab.py <-> seed.py dodged one)."""
+    modules = _lab_modules()
+    graph = {name: _imports(name, path, set(modules)) - {name} for name, path in modules.items()}
+    assert _circle(graph) is None
+    upward = [
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        if source.startswith(PROGRAMS)
+        for target in targets
+        if target not in ALLOWED_PACKAGES and not target.startswith(PROGRAMS + ".")
+    ]
+    assert upward == []  # the lab imports its programs, never the other way round
+
+
+def test_the_circle_finder_finds_a_lazy_circle() -> None:
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _circle({"a": {"b"}, "b": set()}) is None
