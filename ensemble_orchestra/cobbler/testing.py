@@ -4,30 +4,24 @@
 calls: distros, profiles, mgmt classes, templates, snippets) with the real server's Fault texts
 (captured from cobblerd 3.3.10; 2.x texts where *generation* is 2). Serve it either through
 `FakeCobblerAgent` (an IAgent: no sockets; responses after *latency* on an injected clock; scripted
-network failures) or through `FakeCobblerResource` on a real port. Behaviour that matters in
-production (power, sync, templates) is proven against the real lab, not here.
+network failures) or through `FakeCobblerResource` on a real port. Faults for error paths: BMCs that
+fail every call (``failing_bmcs``) or some operations (``failing_power``), systems that never come on
+(``never_on``), and any XML-RPC method failing next (``fail_next``); ``power_requests`` records
+every power call (status queries included) in order. Behaviour that matters in production (power, sync,
+templates) is proven against the real lab, not here.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import secrets
+import shlex
 import xmlrpc.client
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import error as net_error
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
-from twisted.web import client as web_client
-from twisted.web import server
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
-from twisted.web.resource import Resource
-from zope.interface import implementer
+from ._testing_http import FakeCobblerAgent, FakeCobblerResource
 
 __all__ = ["FakeCobbler", "FakeCobblerAgent", "FakeCobblerResource", "cobbler_fault"]
 
@@ -56,7 +50,11 @@ class FakeCobbler:
         self.calls: Counter[str] = Counter()
         self.tokens: set[str] = set()
         self.power_state: dict[str, bool] = {}
-        self.failing_bmcs: set[str] = set()
+        self.failing_bmcs: set[str] = set()  # every power call on these fails (the fence agent's error)
+        self.failing_power: defaultdict[str, set[str]] = defaultdict(set)  # system -> operations that fail
+        self.never_on: set[str] = set()  # BMC accepts on/reboot, status stays off (a server that never comes up)
+        self.power_requests: list[tuple[str, str]] = []  # (system, operation) of every power call, in order
+        self._script: defaultdict[str, list[xmlrpc.client.Fault]] = defaultdict(list)
         self.tasks: dict[str, tuple[str, str]] = {}
         self.systems: dict[str, dict[str, Any]] = {}
         # Other objects by kind (distro, profile, mgmtclass, ...), then templates and snippets by path.
@@ -108,6 +106,14 @@ class FakeCobbler:
         }
         self.power_state[name] = False
 
+    def fail_next(self, method: str, fault: xmlrpc.client.Fault | None = None, *, times: int = 1) -> None:
+        """The next *times* calls of XML-RPC *method* raise *fault* (default: an unclassified CX)."""
+        self._script[method].extend([fault or cobbler_fault(f"fake: scripted failure of {method}")] * times)
+
+    def power_actions(self, name: str, *, status: bool = False) -> list[str]:
+        """The power operations asked of *name*'s BMC in order, failed ones included; status queries if *status*."""
+        return [op for system, op in self.power_requests if system == name and (status or op != "status")]
+
     def expire_tokens(self) -> None:
         """What Cobbler does when auth_token_expiration passes (or on logout)."""
         self.tokens.clear()
@@ -130,6 +136,8 @@ class FakeCobbler:
             raise cobbler_fault(
                 f"unknown remote method '{method}'" if self.generation >= 3 else "unknown remote method"
             )
+        if self._script.get(method):
+            raise self._script[method].pop(0)
         return handler(*params)
 
     def _check_token(self, token: str) -> None:
@@ -283,13 +291,14 @@ class FakeCobbler:
         self._check_token(token)
         name = handle.partition("::")[2]
         self._system(name)
-        if name in self.failing_bmcs:
+        self.power_requests.append((name, operation))
+        if name in self.failing_bmcs or operation in self.failing_power.get(name, ()):
             raise cobbler_fault("command failed (rc=1), please validate the physical setup and cobbler config")
         if operation == "status":
             return self.power_state[name]
         if operation not in ("on", "off", "reboot"):
             raise cobbler_fault(f"invalid power operation '{operation}', expected on/off/status/reboot")
-        self.power_state[name] = operation != "off"
+        self.power_state[name] = operation != "off" and name not in self.never_on
         return True
 
     def xmlrpc_background_power_system(self, options: dict[str, Any], token: str) -> str:
@@ -311,7 +320,8 @@ class FakeCobbler:
                     "'command failed (rc=1), please validate the physical setup and cobbler config'"
                 )
             else:
-                self.power_state[name] = options["power"] != "off"
+                self.power_requests.append((name, options["power"]))
+                self.power_state[name] = options["power"] != "off" and name not in self.never_on
         lines.append(f"[{task_id}] INFO | ### TASK COMPLETE ###")
         self.tasks[task_id] = ("complete", "\n".join(lines) + "\n")
         return task_id
@@ -334,106 +344,8 @@ def _matches(system: dict[str, Any], key: str, value: str) -> bool:
         actual = system[key]
         if isinstance(actual, list):
             return value in actual
+        if isinstance(actual, dict):  # like Cobbler 3.3: "k=v k2=v2", each key present with exactly that value
+            wanted = dict(t.split("=", 1) if "=" in t else (t, None) for t in shlex.split(value))
+            return all(k in actual and actual[k] == v for k, v in wanted.items())
         return fnmatch.fnmatch(str(actual).lower(), value.lower())
     return any(fnmatch.fnmatch(str(i.get(key, "")), value) for i in system["interfaces"].values())
-
-
-@implementer(IResponse)
-class _Response:
-    version = (b"HTTP", 1, 1)
-    previousResponse = None  # noqa: N815 - IResponse attribute
-
-    def __init__(self, code: int, body: bytes) -> None:
-        self.code, self.phrase, self._body = code, b"OK" if code == 200 else b"Error", body
-        self.headers = Headers({b"Content-Type": [b"text/xml"]})
-        self.length = len(body)
-        self.request = None
-
-    def deliverBody(self, protocol: Any) -> None:  # noqa: N802 - IResponse
-        protocol.dataReceived(self._body)
-        protocol.connectionLost(Failure(web_client.ResponseDone()))
-
-    def setPreviousResponse(self, response: Any) -> None:  # noqa: N802
-        self.previousResponse = response
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.parts.append(data)
-
-
-@implementer(IAgent)
-class FakeCobblerAgent:
-    """Serves a FakeCobbler as an IAgent; `script` injects failures into the next requests, in order.
-
-    Script entries: "refuse" (connection refused), "reset" (connection lost before a response),
-    "hang" (never answers: only a timeout ends it), or an HTTP status code such as 503.
-    """
-
-    def __init__(self, cobbler: FakeCobbler, *, clock: IReactorTime | None = None, latency: float = 0.0) -> None:
-        self.cobbler, self.clock, self.latency = cobbler, clock, latency
-        self.script: list[str | int] = []
-        self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: IBodyProducer | None = None,  # noqa: N803
-    ) -> Deferred[IResponse]:
-        self.requests += 1
-        collector = _Collector()
-        if bodyProducer is not None:
-            bodyProducer.startProducing(collector)  # type: ignore[arg-type]
-        action = self.script.pop(0) if self.script else None
-        if action == "refuse":
-            return fail(net_error.ConnectionRefusedError("fake: connection refused"))
-        if action == "reset":
-            return fail(web_client.ResponseNeverReceived([Failure(net_error.ConnectionLost("fake: reset"))]))
-        if action == "hang":
-            return Deferred(lambda d: None)
-        if isinstance(action, int):
-            return self._later(_Response(action, b"<html>fake error</html>"))
-        return self._later(_Response(200, self.cobbler.handle(b"".join(collector.parts))))
-
-    def _later(self, response: _Response) -> Deferred[IResponse]:
-        if not self.latency or self.clock is None:
-            return succeed(response)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-        def answer() -> _Response:
-            self.in_flight -= 1
-            return response
-
-        return deferLater(self.clock, self.latency, answer)
-
-
-class FakeCobblerResource(Resource):
-    """A FakeCobbler behind twisted.web, to serve on a real port (e.g. ``/RPC2``)."""
-
-    isLeaf = True  # noqa: N815 - twisted.web attribute
-
-    def __init__(self, cobbler: FakeCobbler, *, clock: IReactorTime | None = None, delay: float = 0.0) -> None:
-        super().__init__()
-        self.cobbler, self.clock, self.delay = cobbler, clock, delay
-
-    def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - twisted.web
-        body = self.cobbler.handle(request.content.read() if request.content is not None else b"")
-        request.setHeader(b"Content-Type", b"text/xml")
-        if not self.delay or self.clock is None:
-            return body
-
-        def finish() -> None:
-            if not request._disconnected:
-                request.write(body)
-                request.finish()
-
-        self.clock.callLater(self.delay, finish)
-        return server.NOT_DONE_YET
