@@ -74,21 +74,26 @@ class MemoryStorageServer:
         self.markers: dict[str, float] = {}
         self.calls: Counter[str] = Counter()
         self.down = False  # True: every request fails at once, as when nothing listens
-        self._script: defaultdict[str, list[object]] = defaultdict(list)
+        self._script: defaultdict[str, list[tuple[str | None, object]]] = defaultdict(list)
 
     def storage(self, prefix: str, *, exclusive_root: str = EXCLUSIVE_ROOT) -> MemoryStorage:
         """One environment's storage, its files below *prefix*; markers below *exclusive_root* (shared)."""
         return MemoryStorage(self, prefix, exclusive_root=exclusive_root)
 
-    def fail_next(self, operation: str, error: BaseException | None = None, *, times: int = 1) -> None:
-        """The next *times* requests of *operation* fail with *error* (default: ``StorageUnavailable``)."""
-        self._check_operation(operation)
-        self._script[operation].extend([_UNAVAILABLE if error is None else error] * times)
+    def fail_next(
+        self, operation: str, error: BaseException | None = None, *, times: int = 1, name: str | None = None
+    ) -> None:
+        """The next *times* requests of *operation* (on *name* only, if given) fail with *error*.
 
-    def hang_next(self, operation: str, *, times: int = 1) -> None:
-        """The next *times* requests of *operation* never get an answer: ``StorageUnavailable`` after *timeout*."""
+        The default error is ``StorageUnavailable``, as when the server is unreachable.
+        """
         self._check_operation(operation)
-        self._script[operation].extend([_HANG] * times)
+        self._script[operation].extend([(name, _UNAVAILABLE if error is None else error)] * times)
+
+    def hang_next(self, operation: str, *, times: int = 1, name: str | None = None) -> None:
+        """The next *times* requests of *operation* (on *name*) never answer: ``StorageUnavailable`` after *timeout*."""
+        self._check_operation(operation)
+        self._script[operation].extend([(name, _HANG)] * times)
 
     def has_marker(self, name: str, *, exclusive_root: str = EXCLUSIVE_ROOT) -> bool:
         """Whether the marker *name* exists (what ``create_exclusive(name)`` would lose to)."""
@@ -98,9 +103,13 @@ class MemoryStorageServer:
         if operation not in OPERATIONS:
             raise ValueError(f"not a storage request: {operation!r} (one of {', '.join(OPERATIONS)})")
 
-    def _next_scripted(self, operation: str) -> object:
-        script = self._script.get(operation)
-        return script.pop(0) if script else None
+    def _next_scripted(self, operation: str, name: str) -> object:
+        script = self._script.get(operation) or []
+        for index, (only, action) in enumerate(script):
+            if only is None or only == name:
+                del script[index]
+                return action
+        return None
 
 
 @implementer(IFileStorage)
@@ -133,7 +142,7 @@ class MemoryStorage:
 
             return read
 
-        return self._request("get", prepare)
+        return self._request("get", name, prepare)
 
     def put(self, name: str, data: bytes) -> Deferred[None]:
         def prepare() -> Callable[[], None]:
@@ -151,7 +160,7 @@ class MemoryStorage:
 
             return write
 
-        return self._request("put", prepare)
+        return self._request("put", name, prepare)
 
     def delete(self, name: str) -> Deferred[None]:
         def prepare() -> Callable[[], None]:
@@ -164,7 +173,7 @@ class MemoryStorage:
 
             return remove
 
-        return self._request("delete", prepare)
+        return self._request("delete", name, prepare)
 
     def list(self, prefix: str = "") -> Deferred[_Names]:
         def prepare() -> Callable[[], _Names]:
@@ -182,7 +191,7 @@ class MemoryStorage:
 
             return names
 
-        return self._request("list", prepare)
+        return self._request("list", prefix, prepare)
 
     def get_url(self, name: str) -> Deferred[str]:
         """The file's URL; like the real storage, no request is made (and none can fail)."""
@@ -210,7 +219,7 @@ class MemoryStorage:
 
             return test_and_set
 
-        return self._request("create_exclusive", prepare)
+        return self._request("create_exclusive", name, prepare)
 
     def exclusive_age(self, name: str) -> Deferred[float | None]:
         def prepare() -> Callable[[], float | None]:
@@ -225,7 +234,7 @@ class MemoryStorage:
 
             return age
 
-        return self._request("exclusive_age", prepare)
+        return self._request("exclusive_age", name, prepare)
 
     def remove_exclusive(self, name: str) -> Deferred[None]:
         def prepare() -> Callable[[], None]:
@@ -237,7 +246,7 @@ class MemoryStorage:
 
             return remove
 
-        return self._request("remove_exclusive", prepare)
+        return self._request("remove_exclusive", name, prepare)
 
     # -- IFileStorage: the rest --------------------------------------------------------------
 
@@ -273,7 +282,7 @@ class MemoryStorage:
     def _is_directory(self, path: str) -> bool:
         return any(other.startswith(path + "/") for other in self.server.files)
 
-    def _request(self, operation: str, prepare: Callable[[], Callable[[], T]]) -> Deferred[T]:
+    def _request(self, operation: str, name: str, prepare: Callable[[], Callable[[], T]]) -> Deferred[T]:
         """Check the arguments now (bad names fail before any request, as on WebDAV), then answer.
 
         The answer comes after the server's latency, or a scripted failure instead; the effect
@@ -288,7 +297,7 @@ class MemoryStorage:
         if self.closed:
             return fail(RuntimeError(f"{self!r} used after close()"))
         url = f"{server.base_url}{quoted(self._prefix)}/"
-        scripted = server._next_scripted(operation)
+        scripted = server._next_scripted(operation, name)
         if scripted is _HANG:
             return self._hang(operation, url)
         if isinstance(scripted, BaseException):

@@ -252,6 +252,17 @@ def test_fail_next_fails_that_many_requests_of_one_operation() -> None:
     assert files.server.calls["put"] == 3 and files.server.calls["get"] == 2
 
 
+def test_fail_next_can_aim_at_one_name() -> None:
+    """A failure scripted for one file hits only requests on that name; others pass it by."""
+    files = storage()
+    files.server.fail_next("put", name="provider-state")
+    result_of(files.put("ports/0", b"[]"))
+    with pytest.raises(StorageUnavailable):
+        result_of(files.put("provider-state", b"x"))
+    result_of(files.put("provider-state", b"x"))
+    assert result_of(files.list()) == ["ports/0", "provider-state"]
+
+
 def test_a_read_only_storage_fails_check_writable() -> None:
     """check_writable is a put, a get and a delete, so a refused put (read-only share) fails it."""
     files = storage()
