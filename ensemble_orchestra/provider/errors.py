@@ -13,6 +13,7 @@ __all__ = [
     "PowerError",
     "ProviderError",
     "ReleaseFailed",
+    "RollbackFailed",
 ]
 
 
@@ -29,11 +30,15 @@ class MissingProfile(ProviderError):
 
 
 class PowerError(ProviderError):
-    """A system's power could not be set or confirmed; names the system."""
+    """A system's power could not be set or confirmed; names the system.
 
-    def __init__(self, message: str, system: str) -> None:
+    ``retryable`` is per error: a BMC that did not answer may answer later, a rejected password will not.
+    """
+
+    def __init__(self, message: str, system: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.system = system
+        self.retryable = retryable
 
 
 class MachinesNotFound(ProviderError):
@@ -57,3 +62,11 @@ class ReleaseFailed(ProviderError):
         detail = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
         super().__init__(f"{len(failures)} machine(s) could not be released: {detail}")
         self.failures = failures
+
+
+class RollbackFailed(ProviderError):
+    """A launch failed and so did its rollback: the system stays recorded as owned (destroy-environment retries)."""
+
+    def __init__(self, message: str, system: str) -> None:
+        super().__init__(message)
+        self.system = system

@@ -8,6 +8,8 @@ passes. The schedule is data and the clock is injected, so tests never sleep.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -31,14 +33,20 @@ class PowerController:
         self.schedule = schedule
         self.polls = 0  # confirmation status queries made (benchmarks exclude them from per-launch costs)
 
-    async def boot_for_install(self, name: str) -> str:
-        """Make *name* boot now (so it PXE-boots): reboot if on, on if off; returns the action taken."""
+    async def boot_for_install(self, name: str, sending: Callable[[], None] = lambda: None) -> str:
+        """Make *name* boot now (so it PXE-boots): reboot if on, on if off; returns the action taken.
+
+        *sending* is called just before the on/reboot goes out: from then on the BMC may have acted,
+        whatever the call reports, so a caller rolling back must power the system off.
+        """
         try:
             running = await self._client.power(name, "status")
             action = "reboot" if running else "on"
+            sending()
             await self._client.power(name, action)
         except CobblerError as error:
-            raise PowerError(f"could not power on {name}: {self._why(error)}", name) from None
+            why = self._why(error)
+            raise PowerError(f"could not power on {name}: {why}", name, retryable=error.retryable) from None
         await self.confirm(name, on=True)
         return action
 
@@ -46,7 +54,8 @@ class PowerController:
         try:
             await self._client.power(name, "off")
         except CobblerError as error:
-            raise PowerError(f"could not power off {name}: {self._why(error)}", name) from None
+            why = self._why(error)
+            raise PowerError(f"could not power off {name}: {why}", name, retryable=error.retryable) from None
         await self.confirm(name, on=False)
 
     def _why(self, error: CobblerError) -> str:
@@ -73,4 +82,5 @@ class PowerController:
                 raise PowerError(
                     f"{name} was not confirmed powered {state} within {self.schedule.timeout:.0f} s; check its BMC",
                     name,
+                    retryable=True,  # a slow BMC or server may still get there
                 )
