@@ -114,7 +114,6 @@ def test_cancelling_a_batch_with_queued_launches_leaves_nothing_claimed(make_wor
     assert world.clock.getDelayedCalls() == []
 
 
-@pytest.mark.xfail(strict=True, reason="provider: queued markers are dropped only after the running rollback ends")
 def test_cancelling_drops_the_queued_launches_markers_at_once(make_world) -> None:
     """The queued launches hold only claim markers, so cancelling drops them at once (one storage round
     trip), without waiting for the running launch's rollback in slow Cobbler (5 s an answer here): a
@@ -126,7 +125,6 @@ def test_cancelling_drops_the_queued_launches_markers_at_once(make_world) -> Non
     assert world.claims() == [running]  # the running launch's rollback is still busy with Cobbler
 
 
-@pytest.mark.xfail(strict=True, reason="provider: a queued launch can begin after its batch was cancelled")
 def test_a_launch_queued_when_the_batch_is_cancelled_never_begins(make_world) -> None:
     """When the running launch's rollback completes at once (every answer without delay), its freed slot
     must not start a queued launch of the cancelled batch: no queued system is ever written or powered."""
@@ -139,7 +137,6 @@ def test_a_launch_queued_when_the_batch_is_cancelled_never_begins(make_world) ->
     assert [name for name in world.cobbler.systems if world.cobbler.power_actions(name)] == [running]
 
 
-@pytest.mark.xfail(strict=True, reason="provider bug: _claim_batch leaks markers won before a failed claim")
 def test_a_claim_failing_in_a_batch_drops_the_markers_already_won(make_world) -> None:
     """Two machines: the storage fails the first claim's marker, the second claim wins its system. The
     batch fails with the storage error, and the marker already won must be dropped too: nothing is
@@ -153,7 +150,6 @@ def test_a_claim_failing_in_a_batch_drops_the_markers_already_won(make_world) ->
     assert world.claims() == []
 
 
-@pytest.mark.xfail(strict=True, reason="provider bug: _claim_batch leaks markers won before a failed claim")
 def test_cancelling_while_claiming_drops_the_markers_already_won(make_world) -> None:
     """Ctrl-C while one claim waits on the storage and the other has already won its marker: the batch
     is cancelled and neither system stays claimed."""
