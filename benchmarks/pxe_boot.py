@@ -120,7 +120,7 @@ def main() -> None:
     parent = Path(tempfile.mkdtemp(prefix="ensemble-bench-pxe-"))
     parent.chmod(0o711)  # Apache's www-data workers must traverse it when run as root
     os.environ["ENSEMBLE_HOME"] = str(parent / "home")
-    running = start_lab(parent / "lab", systems=1, env_name=ENV, machines="qemu")
+    running = start_lab(parent / "lab", systems=1, env_name=ENV, system_kind="qemu")
     raws, raw_cpus, installs, boots, boot_cpus = [], [], [], [], []
     try:
         for _ in range(args.repeat):

@@ -59,10 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--systems", type=int, default=DEFAULT_SYSTEMS, help="systems in the pool (default %(default)s)")
     up.add_argument(
-        "--machines",
+        "--system-kind",
         choices=SYSTEM_KINDS,
         default="process",
-        help="what a BMC power on starts: a booted process, or a QEMU VM that PXE-boots (default %(default)s)",
+        help="what a BMC power on starts: a process system, or a QEMU VM that PXE-boots (default %(default)s)",
     )
     up.add_argument("--env-name", default="lab", help="environment written to environments.yaml (default %(default)s)")
     up.add_argument("--no-env", action="store_true", help="do not write environments.yaml")
@@ -153,10 +153,10 @@ def _lab(args: argparse.Namespace) -> int:
         if not 1024 <= args.base_port <= 65535 - 10 - args.systems:
             raise UsageError(f"--base-port must leave room for {args.systems + 10} ports below 65536")
         spec = lab.up(
-            LabSpec(base_port=args.base_port, systems=args.systems, machines=args.machines),
+            LabSpec(base_port=args.base_port, systems=args.systems, system_kind=args.system_kind),
             env_name=None if args.no_env else args.env_name,
         )
-        kind = " (QEMU VMs)" if spec.machines == "qemu" else ""
+        kind = " (QEMU VMs)" if spec.system_kind == "qemu" else ""
         print(
             f"lab up in {lab.layout.root}: {spec.systems} systems{kind},"
             f" Cobbler at http://127.0.0.1:{spec.xmlrpc_port}/RPC2"

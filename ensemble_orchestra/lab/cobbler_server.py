@@ -172,7 +172,7 @@ def prepare_cobbler(layout: LabLayout, spec: LabSpec, venv: Path) -> Path:
     settings_file = root / "etc/cobbler/settings.yaml"
     base = yaml.safe_load(settings_file.read_text())
     # The address written into PXE configs and preseeds: a QEMU guest reaches the host's loopback as 10.0.2.2.
-    server = GUEST_HOST if spec.machines == "qemu" else LAB_HOST
+    server = GUEST_HOST if spec.system_kind == "qemu" else LAB_HOST
     settings_file.write_text(yaml.safe_dump(settings_for(spec, base, server=server), sort_keys=True))
 
     digest = root / "etc/cobbler/users.digest"

@@ -70,12 +70,14 @@ class Lab:
             )
         if self.layout.spec_file.exists():
             saved = LabSpec.load(self.layout.spec_file)
-            if (saved.base_port, saved.systems, saved.machines) != (spec.base_port, spec.systems, spec.machines):
+            if (saved.base_port, saved.systems, saved.system_kind) != (spec.base_port, spec.systems, spec.system_kind):
                 # A different port plan, pool size or kind of systems: keep the credentials, start afresh otherwise.
                 self._wipe_state()
-            spec = dataclasses.replace(saved, base_port=spec.base_port, systems=spec.systems, machines=spec.machines)
+            spec = dataclasses.replace(
+                saved, base_port=spec.base_port, systems=spec.systems, system_kind=spec.system_kind
+            )
         check_prerequisites(spec)
-        boot_files = self._qemu_boot_files() if spec.machines == "qemu" else None
+        boot_files = self._qemu_boot_files() if spec.system_kind == "qemu" else None
         venv = self._cobbler_venv()
         spec.save(self.layout.spec_file)
         ensure_lab_key(self.layout.ssh_dir)
@@ -133,7 +135,7 @@ class Lab:
             ),
             "webdav": lambda: _ServerPlan(webdav.write_webdav_config(layout, spec), lambda: webdav.webdav_ready(spec)),
         }
-        if spec.machines == "qemu":
+        if spec.system_kind == "qemu":
             argv = [sys.executable, "-m", phone_home.__name__, "--host", LAB_HOST, "--port", str(spec.phone_home_port)]
             argv += ["--systems", str(layout.systems_dir)]
             plans["phone-home"] = lambda: _ServerPlan(argv, lambda: tcp_listening(spec.phone_home_port))
@@ -177,7 +179,7 @@ class Lab:
                 name=system.name,
                 mac=system.mac,
                 tftpboot=self.layout.tftpboot,
-                system_kind=spec.machines,
+                system_kind=spec.system_kind,
             )
         if boot is not None:
             self._prepare_qemu(spec, boot)
@@ -221,7 +223,7 @@ class Lab:
         spec = self.spec()
         if not self.is_running():
             raise LabError(f"the lab in {self.layout.root} is not running: 'lab up' starts it")
-        boot = self._qemu_boot_files() if spec.machines == "qemu" else None
+        boot = self._qemu_boot_files() if spec.system_kind == "qemu" else None
         for system in spec.all_systems():
             system_dir = self.layout.system_dir(system.name)
             bmc.power_off(system_dir)

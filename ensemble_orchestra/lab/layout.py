@@ -65,7 +65,9 @@ class LabSpec:
     admin_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     bmc_password_seed: str = field(default_factory=lambda: secrets.token_hex(8))
     token_lifetime: int = 3600
-    machines: str = "process"  # what a power on starts: the booted "machine" process, or "qemu" VMs
+    # What a BMC power on starts (programs/system_files.SYSTEM_KINDS): a "process" system or a "qemu" VM.
+    # Not "machines": a machine is what Ensemble runs on a system. lab.json of older labs says machines=...
+    system_kind: str = "process"
 
     # Port plan: base+1 XML-RPC, base+2 Cobbler's svc/HTTP, base+3 WebDAV, base+4 phone home (QEMU labs),
     # base+10+i the BMC of system i.
@@ -121,7 +123,10 @@ class LabSpec:
 
     @classmethod
     def load(cls, path: Path) -> LabSpec:
-        return cls(**json.loads(path.read_text()))
+        saved = json.loads(path.read_text())
+        if "machines" in saved:  # saved before the setting was renamed system_kind
+            saved.setdefault("system_kind", saved.pop("machines"))
+        return cls(**saved)
 
 
 def _derive(seed: str, n: int) -> str:

@@ -48,7 +48,7 @@ def find_program(name: str) -> str | None:
 def check_prerequisites(spec: LabSpec) -> None:
     """Raise LabError naming the missing Debian packages, or the first lab port already in use."""
     packages = {pkg for prog, pkg in REQUIRED_PROGRAMS.items() if find_program(prog) is None}
-    if spec.machines == "qemu":
+    if spec.system_kind == "qemu":
         packages |= {pkg for prog, pkg in QEMU_PROGRAMS.items() if find_program(prog) is None}
         packages |= {pkg for path, pkg in QEMU_FILES.items() if not Path(path).exists()}
     missing = sorted(packages)
@@ -58,7 +58,7 @@ def check_prerequisites(spec: LabSpec) -> None:
             f" (or apt-get install {' '.join(missing)})"
         )
     labels = {spec.xmlrpc_port: "Cobbler XML-RPC", spec.http_port: "Cobbler HTTP", spec.webdav_port: "WebDAV"}
-    if spec.machines == "qemu":
+    if spec.system_kind == "qemu":
         labels[spec.phone_home_port] = "phone home"
     for port, label in labels.items():
         if not port_free(port):

@@ -106,7 +106,7 @@ class LabCobbler:
                 "breed": "ubuntu",
                 "os_version": series,
             }
-            if self.spec.machines == "qemu":  # the lab kernel talks on the VM's serial console
+            if self.spec.system_kind == "qemu":  # the lab kernel talks on the VM's serial console
                 distro["kernel_options"] = QEMU_KERNEL_OPTIONS
             server.xapi_object_edit("distro", name, "edit" if name in existing_distros else "add", distro, token)
             if name not in existing_profiles:

@@ -1,7 +1,7 @@
 """The lab's own SSH key pair, so a lab environment works on a machine where the user has no ~/.ssh key.
 
 The public key goes into every lab machine's cloud-init user data (`authorized-keys-path`); the private
-key (mode 0600) is what a user would ssh in with once lab machines run real systems.
+key (mode 0600) is what a user would ssh in with once lab systems run a real operating system.
 """
 
 from __future__ import annotations

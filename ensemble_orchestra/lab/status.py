@@ -50,7 +50,7 @@ def server_addresses(spec: LabSpec) -> dict[str, str]:
         "cobbler-svc": f"http://{LAB_HOST}:{spec.http_port}/cblr/svc/",
         "webdav": webdav.webdav_url(spec),
     }
-    if spec.machines == "qemu":
+    if spec.system_kind == "qemu":
         servers["phone-home"] = f"http://{LAB_HOST}:{spec.phone_home_port}/phone-home/"
     servers.update({f"bmc-{s.name}": f"udp://{LAB_HOST}:{s.bmc_port}" for s in spec.all_systems()})
     return servers
@@ -74,7 +74,7 @@ def lab_status(layout: LabLayout, spec: LabSpec) -> LabStatus:
             rows = {row.name: row for row in LabCobbler(spec, timeout=10).systems()}
         except Exception as exc:  # status must report, not crash
             cobbler_error = f"{type(exc).__name__}: {exc}"
-    qemu = spec.machines == "qemu"
+    qemu = spec.system_kind == "qemu"
     systems = []
     for s in spec.all_systems():
         system_dir = layout.system_dir(s.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -96,6 +97,25 @@ def test_two_labs_side_by_side_and_down_twice(session_lab, lab_parent: Path) -> 
     assert session_lab.lab.status().running
 
 
+def test_a_lab_saved_before_the_system_kind_rename_comes_up(lab_parent: Path) -> None:
+    """An older lab's lab.json says "machines": lab up reads it and keeps the lab (credentials, seeded state)."""
+    lab = Lab(lab_parent / "old-settings")
+    spec = lab.up(LabSpec(base_port=free_base_port(2), systems=2), env_name=None)
+    lab.down()
+    saved = json.loads(lab.layout.spec_file.read_text())
+    saved["machines"] = saved.pop("system_kind")
+    lab.layout.spec_file.write_text(json.dumps(saved))
+    seeded = (lab.layout.root / "seeded").read_text()
+    try:
+        again = lab.up(LabSpec(base_port=spec.base_port, systems=2), env_name=None)
+        assert again.system_kind == "process" and again.cobbler_password == spec.cobbler_password
+        assert (lab.layout.root / "seeded").read_text() == seeded  # not wiped and seeded afresh
+        assert lab.status().running
+    finally:
+        lab.down()
+    assert "machines" not in json.loads(lab.layout.spec_file.read_text())
+
+
 def test_up_while_running_is_refused(session_lab) -> None:
     with pytest.raises(LabError, match="already running"):
         session_lab.lab.up(session_lab.spec, env_name=None)
@@ -115,4 +135,13 @@ def test_down_of_a_lab_that_never_ran(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_bad_systems_count_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lab", "up", "--dir", str(tmp_path), "--systems", "0"]) == 2
     assert "--systems must be between 1 and 1000" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "lab.json")
+
+
+def test_an_unknown_system_kind_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["lab", "up", "--dir", str(tmp_path), "--system-kind", "vm"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--system-kind" in err and "'process', 'qemu'" in err
     assert not os.path.exists(tmp_path / "lab.json")

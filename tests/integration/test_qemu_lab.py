@@ -33,7 +33,7 @@ PHONE_HOME_TIMEOUT = 180.0  # two TCG boots take ~25 s alone, three VMs on two c
 @pytest.fixture(scope="module")
 def qemu_lab(ensemble_home: Path, lab_parent: Path) -> Iterator[RunningLab]:
     """A lab of three QEMU systems, with environment ``qemu-lab`` in environments.yaml."""
-    running = start_lab(lab_parent / "qemu-lab", systems=3, env_name=ENV, machines="qemu")
+    running = start_lab(lab_parent / "qemu-lab", systems=3, env_name=ENV, system_kind="qemu")
     try:
         yield running
     finally:

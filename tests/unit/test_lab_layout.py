@@ -1,4 +1,6 @@
-"""The lab's port plan and per-system identities."""
+"""The lab's port plan, per-system identities and saved settings."""
+
+import json
 
 from ensemble_orchestra.lab.cobbler_server import _rewrite
 from ensemble_orchestra.lab.layout import LabSpec
@@ -31,3 +33,17 @@ def test_cobbler_paths_are_rewritten_into_the_lab_root(tmp_path) -> None:
     assert f'"{tmp_path}/srv/tftpboot"' in out
     assert '"/usr/sbin/fence_"' in out  # the real fence agents stay
     assert '"/x/var/lib/cobbler"' in out  # only whole absolute paths
+
+
+def test_a_lab_saved_with_the_old_machines_key_loads_its_system_kind(tmp_path) -> None:
+    """lab.json written before the rename says "machines": it still loads, and is saved back as system_kind."""
+    LabSpec(systems=2).save(tmp_path / "lab.json")
+    saved = json.loads((tmp_path / "lab.json").read_text())
+    saved["machines"] = "qemu"
+    del saved["system_kind"]
+    (tmp_path / "lab.json").write_text(json.dumps(saved))
+    spec = LabSpec.load(tmp_path / "lab.json")
+    assert spec.system_kind == "qemu"
+    spec.save(tmp_path / "lab.json")
+    again = json.loads((tmp_path / "lab.json").read_text())
+    assert again["system_kind"] == "qemu" and "machines" not in again
