@@ -24,7 +24,8 @@ class OnceInFlight:
             waiter: Deferred[T] = Deferred()
             self._waiters.append(waiter)
             return await waiter
-        self._waiters = waiters = []
+        waiters: list[Deferred[Any]] = []
+        self._waiters = waiters
         try:
             result = await operation()
         except Exception:

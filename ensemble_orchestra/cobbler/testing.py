@@ -345,7 +345,7 @@ def _matches(system: dict[str, Any], key: str, value: str) -> bool:
         if isinstance(actual, list):
             return value in actual
         if isinstance(actual, dict):  # like Cobbler 3.3: "k=v k2=v2", each key present with exactly that value
-            wanted = dict(t.split("=", 1) if "=" in t else (t, None) for t in shlex.split(value))
+            wanted = {k: (v if sep else None) for k, sep, v in (t.partition("=") for t in shlex.split(value))}
             return all(k in actual and actual[k] == v for k, v in wanted.items())
         return fnmatch.fnmatch(str(actual).lower(), value.lower())
     return any(fnmatch.fnmatch(str(i.get(key, "")), value) for i in system["interfaces"].values())

@@ -97,9 +97,10 @@ def read_body(response: IResponse) -> Deferred[bytes]:
     reader: _BodyReader
 
     def cancel(d: Deferred[bytes]) -> None:
-        transport = reader.transport
-        if transport is not None:
-            transport.stopProducing()
+        # The Agent's transport proxy is a producer; aborting it drops the connection.
+        stop = getattr(reader.transport, "stopProducing", None)
+        if stop is not None:
+            stop()
 
     done: Deferred[bytes] = Deferred(cancel)
     reader = _BodyReader(response, done)

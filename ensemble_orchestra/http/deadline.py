@@ -23,11 +23,17 @@ T = TypeVar("T")
 
 async def within(clock: IReactorTime, seconds: float, work: Deferred[T]) -> T:
     """*work*'s result; TimeoutError once *seconds* pass on *clock* (the work is cancelled then)."""
-    timer = clock.callLater(seconds, work.cancel)
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        work.cancel()
+
+    timer = clock.callLater(seconds, expire)
     try:
         return await work
     except Exception as exc:
-        if timer.called:
+        if expired:
             raise TimeoutError(f"no answer within {seconds:g}s") from exc
         if is_cancellation(exc):
             raise CancelledError() from exc

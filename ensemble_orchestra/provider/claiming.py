@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.python.failure import Failure
 
 from ..cobbler import CobblerClient, SystemRecord
 from .claims import ClaimRegistry
@@ -79,11 +80,11 @@ class Claimer:
                 results = await DeferredList([claim(i) for i in pending], consumeErrors=True)
                 won: dict[int, SystemRecord] = {}
                 failed = []
-                for i, (ok, value) in zip(pending, results, strict=True):
-                    if ok:
+                for i, (_, value) in zip(pending, results, strict=True):
+                    if not isinstance(value, Failure):
                         won[i] = value
                         held.append(value)
-                    elif value.check(NoMatchingSystems):
+                    elif isinstance(value.value, NoMatchingSystems):
                         outcome[i] = value.value
                     else:
                         failed.append(value)

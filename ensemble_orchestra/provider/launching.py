@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredSemaphore
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..cloudinit import MachineUserData, render_user_data
 from ..cobbler import CobblerClient, CobblerInvalidRequest, SystemRecord
@@ -202,9 +203,9 @@ class Launcher:
 
         launches = [Deferred.fromCoroutine(one(i, r)) for i, r in enumerate(claimed)]
         results = await DeferredList(launches, consumeErrors=True)
-        failures = [r for ok, r in results if not ok]
+        failures = [r for _, r in results if isinstance(r, Failure)]
         if failures:
             for extra in failures[1:]:
                 _log.warn("another launch failed too: {error}", error=str(extra.value))
             failures[0].raiseException()
-        return [r for _, r in results]
+        return [r for _, r in results if not isinstance(r, Failure)]

@@ -24,12 +24,12 @@ from zope.interface import implementer
 from ..cobbler import CobblerClient, SystemRecord
 from ..config import OrchestraConfig
 from ..deferreds import deferred
-from ..interfaces import IFileStorage, IMachineProvider
+from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
 from ..schedule import Schedule
 from ..storage import StorageError
 from .claiming import Claimer
 from .claims import ClaimRegistry
-from .errors import EnvironmentAlreadyBootstrapped, MachinesNotFound, RollbackFailed
+from .errors import EnvironmentAlreadyBootstrapped, MachinesNotFound, ProviderError, RollbackFailed
 from .launching import BeforePower, Launcher
 from .matching import CONSTRAINTS, Constraints
 from .ownership import ENV_KEY, META_KEYS, USER_DATA_KEY, OrchestraMachine, Pool
@@ -40,6 +40,13 @@ from .state import STATE_FILE, ProviderState
 __all__ = ["ENV_KEY", "META_KEYS", "USER_DATA_KEY", "OrchestraMachine", "OrchestraProvider"]
 
 _log = Logger()
+
+
+def _ours(machine: IProviderMachine) -> OrchestraMachine:
+    """*machine* as this provider's own kind; another provider's machine is a programming error."""
+    if not isinstance(machine, OrchestraMachine):
+        raise ProviderError(f"not an orchestra machine: {machine!r}")
+    return machine
 
 
 @implementer(IMachineProvider)
@@ -88,8 +95,8 @@ class OrchestraProvider:
         return [r for r in records if self.pool.is_ours(r)]  # the match is a substring match: check exactly
 
     @deferred
-    async def get_machines(self, instance_ids: Iterable[str] = ()) -> list[OrchestraMachine]:
-        machines = [OrchestraMachine.from_record(r) for r in await self._owned_records()]
+    async def get_machines(self, instance_ids: Iterable[str] = ()) -> list[IProviderMachine]:
+        machines: list[IProviderMachine] = [OrchestraMachine.from_record(r) for r in await self._owned_records()]
         wanted = list(instance_ids)
         if not wanted:
             return machines
@@ -100,7 +107,7 @@ class OrchestraProvider:
         return [by_id[i] for i in wanted]
 
     @deferred
-    async def get_machine(self, instance_id: str) -> OrchestraMachine:
+    async def get_machine(self, instance_id: str) -> IProviderMachine:
         return (await self.get_machines([instance_id]))[0]
 
     # -- launching -----------------------------------------------------------------------------
@@ -108,16 +115,16 @@ class OrchestraProvider:
     @deferred
     async def start_machines(
         self, machines: Sequence[Mapping[str, Any]], master: bool = False, before_power: BeforePower | None = None
-    ) -> list[OrchestraMachine]:
+    ) -> list[IProviderMachine]:
         """Launch several machines concurrently; see ``Launcher.start_machines``."""
-        return await self._launcher.start_machines(machines, master, before_power)
+        return [*await self._launcher.start_machines(machines, master, before_power)]
 
     @deferred
-    async def start_machine(self, machine_data: Mapping[str, Any], master: bool = False) -> list[OrchestraMachine]:
-        return await self._launcher.start_machines([machine_data], master)
+    async def start_machine(self, machine_data: Mapping[str, Any], master: bool = False) -> list[IProviderMachine]:
+        return [*await self._launcher.start_machines([machine_data], master)]
 
     @deferred
-    async def bootstrap(self, constraints: Mapping[str, str] | None = None) -> list[OrchestraMachine]:
+    async def bootstrap(self, constraints: Mapping[str, str] | None = None) -> list[IProviderMachine]:
         """Launch machine 0 (ZooKeeper); provider state is saved before it is powered on."""
         wanted = dict(constraints or {})
         Constraints.parse(wanted)  # a constraint that cannot be checked stops us before anything is touched
@@ -137,9 +144,11 @@ class OrchestraProvider:
             saved.append(record.uid)
 
         try:
-            return await self._launcher.start_machines(
-                [{"machine-id": "0", "constraints": wanted}], master=True, before_power=record_state
-            )
+            return [
+                *await self._launcher.start_machines(
+                    [{"machine-id": "0", "constraints": wanted}], master=True, before_power=record_state
+                )
+            ]
         except RollbackFailed:
             raise  # machine 0 stays owned: the state naming it stays too, so status shows it
         except BaseException:  # the launch was rolled back: so is the state naming its machine
@@ -158,20 +167,21 @@ class OrchestraProvider:
     # -- releasing -----------------------------------------------------------------------------
 
     @deferred
-    async def shutdown_machine(self, machine: OrchestraMachine) -> OrchestraMachine:
+    async def shutdown_machine(self, machine: IProviderMachine) -> IProviderMachine:
         """Power off, return to the pool, drop the claim. A power failure keeps the system owned (reported)."""
-        return await self._releaser.shutdown_machine(machine)
+        return await self._releaser.shutdown_machine(_ours(machine))
 
     @deferred
-    async def shutdown_machines(self, machines: Iterable[OrchestraMachine]) -> list[OrchestraMachine]:
-        return await self._releaser.shutdown_machines(machines)
+    async def shutdown_machines(self, machines: Iterable[IProviderMachine]) -> list[IProviderMachine]:
+        return [*await self._releaser.shutdown_machines([_ours(m) for m in machines])]
 
     @deferred
-    async def destroy_environment(self) -> list[OrchestraMachine]:
+    async def destroy_environment(self) -> list[IProviderMachine]:
         """Release only this environment's machines; then clear only its state."""
-        released = await self._releaser.shutdown_machines(await self.get_machines())
+        owned = [OrchestraMachine.from_record(r) for r in await self._owned_records()]
+        released = await self._releaser.shutdown_machines(owned)
         await self._state.clear()
-        return released
+        return [*released]
 
     @deferred
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.logger import Logger
 
 from ..cobbler import CobblerClient, CobblerError, CobblerNotFound
@@ -79,9 +79,7 @@ class Releaser:
             except (CobblerError, ProviderError, StorageError) as error:
                 failures[machine.system_name] = error
 
-        await gatherResults(
-            [self._limit.run(lambda m=m: Deferred.fromCoroutine(one(m))) for m in machines], consumeErrors=True
-        )
+        await gatherResults([self._limit.run(one, m) for m in machines], consumeErrors=True)
         if failures:
             raise ReleaseFailed(failures)
         return released

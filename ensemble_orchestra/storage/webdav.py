@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from treq.client import HTTPClient
@@ -360,7 +361,7 @@ class WebDAVStorage:
             headers=headers,
             allow_redirects=False,  # a redirect must not carry our credentials elsewhere
             unbuffered=True,
-            reactor=self._clock,
+            reactor=cast(Any, self._clock),  # treq reads only its clock: ours, injected
         )
         content = await read_body(response.original)  # cancellable: the deadline drops the connection
         return _Reply(response.code, response.headers, content)
