@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -102,7 +103,7 @@ def cobbler_password_digest(user: str, password: str) -> str:
     return f"{user}:Cobbler:{hashlib.sha3_512(password.encode()).hexdigest()}\n"
 
 
-def settings_for(spec: LabSpec, base: dict, server: str = LAB_HOST) -> dict:
+def settings_for(spec: LabSpec, base: dict[str, Any], server: str = LAB_HOST) -> dict[str, Any]:
     """Cobbler settings for the lab: loopback ports, nothing managed that needs root or the network."""
     settings = dict(base)
     settings.update(

@@ -65,7 +65,8 @@ def _load(path: Path) -> CommentedMap:
         ) from None
     if data is None:
         return CommentedMap()
-    if not isinstance(data, dict) or not isinstance(data.get("environments", {}), dict):
+    # The round-trip loader gives a CommentedMap for every mapping (and keeps the comments in it).
+    if not isinstance(data, CommentedMap) or not isinstance(data.get("environments", {}), dict):
         raise EnvironmentsFileError(f"{path}: expected a mapping with an 'environments' mapping")
     return data
 

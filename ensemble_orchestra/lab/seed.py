@@ -19,7 +19,9 @@ import xmlrpc.client
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 
 from ..server_kit import DEFAULT_ACQUIRED_CLASS, DEFAULT_AVAILABLE_CLASS
 from .bmc import cobbler_power_fields
@@ -78,8 +80,18 @@ class LabCobbler:
     @property
     def token(self) -> str:
         if self._token is None:
-            self._token = self.proxy().login(self.spec.cobbler_user, self.spec.cobbler_password)
+            token = self.proxy().login(self.spec.cobbler_user, self.spec.cobbler_password)
+            if not isinstance(token, str):
+                raise LabError(f"cobblerd at {self.url} answered login with a {type(token).__name__}, not a token")
+            self._token = token
         return self._token
+
+    def item_names(self, kind: str, server: xmlrpc.client.ServerProxy | None = None) -> list[str]:
+        """The names of every Cobbler item of *kind* ("distro", "profile", "system" ...)."""
+        names = (server or self.proxy()).get_item_names(kind)
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise LabError(f"cobblerd at {self.url} answered get_item_names({kind!r}) with something not a name list")
+        return names
 
     # -- seeding -------------------------------------------------------------------------------
 
@@ -94,8 +106,8 @@ class LabCobbler:
         server = self.proxy()
         token = self.token
         kernel, initrd = ensure_distro_files(layout)
-        existing_distros = set(server.get_item_names("distro"))
-        existing_profiles = set(server.get_item_names("profile"))
+        existing_distros = set(self.item_names("distro", server))
+        existing_profiles = set(self.item_names("profile", server))
         for series, arch in LAB_PROFILES:
             name = f"{series}-{arch}"
             distro = {
@@ -154,7 +166,7 @@ class LabCobbler:
         """
         server = self.proxy()
         token = self.token
-        names = server.get_item_names("system")
+        names = self.item_names("system", server)
 
         def remove(name: str) -> None:
             self.proxy().remove_system(name, token)
@@ -162,16 +174,23 @@ class LabCobbler:
         with ThreadPoolExecutor(_SEED_WORKERS) as pool:
             list(pool.map(remove, names))
         seeded = {f"{s}-{a}" for s, a in LAB_PROFILES}
-        for profile in server.get_item_names("profile"):
+        for profile in self.item_names("profile", server):
             if profile not in seeded:
                 server.remove_profile(profile, token)
         self.add_systems(self.spec.all_systems())
 
     # -- reading -------------------------------------------------------------------------------
 
+    def system_records(self) -> list[dict[str, Any]]:
+        """Every system record as Cobbler's ``get_systems`` gives it."""
+        records = self.proxy().get_systems()
+        if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+            raise LabError(f"cobblerd at {self.url} answered get_systems with something not a list of records")
+        return records
+
     def systems(self) -> list[SystemRow]:
         rows = []
-        for record in self.proxy().get_systems():
+        for record in self.system_records():
             macs = [i.get("mac_address", "") for i in record.get("interfaces", {}).values()]
             rows.append(
                 SystemRow(
@@ -222,7 +241,7 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         super().__init__()
         self._timeout = timeout
 
-    def make_connection(self, host):  # type: ignore[no-untyped-def]
+    def make_connection(self, host: str | tuple[str, dict[str, str]]) -> HTTPConnection:
         conn = super().make_connection(host)
         conn.timeout = self._timeout
         return conn
