@@ -1,9 +1,10 @@
 """The lab's WebDAV storage: a private Apache mod_dav including the server kit's site config.
 
 Orchestra's storage is Apache mod_dav, whose concurrency behaviour differs from
-other WebDAV servers (see LAB-NOTES "WebDAV storage"), so the lab runs Debian's
-apache2 from its own ServerRoot with the very ``ensemble-webdav.conf`` an admin
-installs, only with lab paths passed as Defines.
+other WebDAV servers (only MKCOL of a new collection is atomic: see
+providers/orchestra/webdav/README.md and "Claiming" in docs/provider.md), so the lab
+runs Debian's apache2 from its own ServerRoot with the very ``ensemble-webdav.conf``
+an admin installs, only with lab paths passed as Defines.
 
 Run as root, Apache refuses to serve as root: its workers become www-data, which
 must then own the data and lock directories and reach them through every parent.
