@@ -95,6 +95,28 @@ def test_a_system_that_cannot_be_powered_off_stays_owned_and_the_error_says_so(m
     assert "off" in world.cobbler.power_actions("node001")  # the rollback tried
     assert world.owned_by("alpha") == ["node001"] and world.has_claim("node001")
     assert [m.system_name for m in world.run(alpha.get_machines())] == ["node001"]
+    world.cobbler.failing_power.clear()  # the BMC answers again: destroy-environment does what it said
+    [released] = world.run(alpha.destroy_environment())
+    assert released.system_name == "node001" and world.cobbler.power_actions("node001")[-1] == "off"
+    assert world.in_pool("node001") and world.claims() == []
+
+
+def test_a_bootstrap_whose_machine_cannot_be_powered_off_keeps_its_state(make_world) -> None:
+    """Bootstrap's rollback cannot power machine 0 off: provider-state still names it (so the environment
+    is known to be bootstrapped, not silently half-gone), and destroy-environment later releases it."""
+    world = make_world(systems=1)
+    _never_confirmed(world)
+    world.cobbler.failing_power["node001"] = {"off"}
+    alpha = world.provider(**{"power-timeout": 30})
+    with pytest.raises(EnsembleError, match="owned.*destroy-environment"):
+        world.run(alpha.bootstrap({}))
+    uid = world.cobbler.systems["node001"]["uid"]
+    assert world.run(alpha.load_state()) == {"zookeeper-instances": [uid]}
+    assert world.owned_by("alpha") == ["node001"] and world.has_claim("node001")
+    world.cobbler.failing_power.clear()
+    world.run(alpha.destroy_environment())
+    assert world.run(alpha.load_state()) is False
+    assert world.in_pool("node001") and world.claims() == [] and world.cobbler.power_state["node001"] is False
 
 
 def test_a_launch_that_fails_before_power_was_touched_powers_nothing(make_world) -> None:
