@@ -127,22 +127,48 @@ class EnvironmentsFile:
         return chosen, self.environments[chosen]
 
 
-def load_environments(path: Path | None = None) -> EnvironmentsFile:
-    """Read and check the file's outer structure (not the environments' keys)."""
-    path = path or environments_file()
+def _position_after(before: str) -> str:
+    """'line L, column C' of the character that follows the text *before* it."""
+    line = before.count("\n") + 1
+    column = len(before) - before.rfind("\n")  # rfind is -1 on the first line
+    return f"line {line}, column {column}"
+
+
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML document; ConfigError (one line naming *path*) for whatever a user's file can be."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist: run 'ensemble init' to write a sample, then edit it") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = _position_after(raw[: exc.start].decode("utf-8"))  # what precedes the first bad byte decodes
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at {where}): save it as UTF-8"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:  # valid UTF-8, but a character YAML does not allow (NUL, controls)
+        where = _position_after(text[: exc.position])
+        raise ConfigError(
+            f"{path}: character #x{exc.character:04x} at {where} is not allowed in YAML: remove it"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+
+
+def load_environments(path: Path | None = None) -> EnvironmentsFile:
+    """Read and check the file's outer structure (not the environments' keys)."""
+    path = path or environments_file()
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with an 'environments:' key")
     environments = data.get("environments")
@@ -236,10 +262,14 @@ def parse_orchestra(
     if v["authorized-keys-path"]:
         key_path = Path(v["authorized-keys-path"]).expanduser()
         try:
-            keys = key_path.read_text().strip()
+            keys = key_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise _fail(
                 source, env, "authorized-keys-path", f"names {key_path}, which cannot be read ({exc.strerror})"
+            ) from None
+        except UnicodeDecodeError:
+            raise _fail(
+                source, env, "authorized-keys-path", f"names {key_path}, which is not UTF-8 text (a public key is)"
             ) from None
     else:
         keys = v["authorized-keys"] or _default_public_keys(home())

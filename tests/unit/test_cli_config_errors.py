@@ -1,5 +1,6 @@
 """`ensemble` on bad environments.yaml files: one line on stderr naming the file (and environment and key),
-no traceback, exit code 2 — checked over a table of malformed files and a property-based fuzz.
+no traceback, exit code 2 — checked over a table of malformed files (text, and bytes that are not UTF-8 or
+not YAML) and a property-based fuzz.
 
 Every case fails before the reactor would start, so the command runs in-process.
 """
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ensemble_orchestra.cli.ensemble import main
@@ -41,9 +43,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _env_file(home: Path, text: str) -> Path:
+def _env_file(home: Path, content: str | bytes) -> Path:
     path = home / "environments.yaml"
-    path.write_text(text)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     path.chmod(0o600)
     return path
 
@@ -77,22 +82,71 @@ CASES = [
     (_with(), ["bootstrap", "--constraints", "arch"], "constraint 'arch' is not NAME=VALUE"),
     (_with(), ["bootstrap", "--constraints", "colour=red"], "unknown constraint 'colour'"),
     (_with(), ["bootstrap", "--constraints", "mem=lots"], "constraint mem='lots'"),
+    # Not UTF-8, or characters YAML refuses: the file and the place of the first bad byte.
+    (_with().encode().replace(b"ensemble\n", b"ensembl\xe9\n"), ["status"], "not UTF-8 text (byte 0xe9 at line"),
+    (b"environments:\n  prod:\n    orchestra-user: caf\xe9\n", ["status"], "byte 0xe9 at line 3, column 24"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ["status"], "not UTF-8 text (byte 0x89 at line 1, column 1)"),
+    ("environments: {}".encode("utf-16"), ["bootstrap"], "not UTF-8 text (byte 0xff at line 1, column 1)"),
+    (bytes(range(256)), ["destroy-environment", "-y"], "not UTF-8 text (byte 0x80 at line 2, column 118)"),
+    (b"environments:\n  prod: {type: orchestra}\x00\n", ["status"], "character #x0000 at line 2, column 26"),
+    ("environments:\n  prod: \x1b[31m\n", ["status"], "character #x001b at line 2, column 9 is not allowed"),
+    ("environments: " + "[" * 1000, ["status"], "malformed YAML: nested too deeply"),
 ]
+
+
+def _assert_one_error_line(out: str, err: str, expected: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ensemble: error: ") and expected in lines[0]
+    assert "Traceback" not in err and out == ""
+    assert not any(s in err for s in SECRETS)
+    return lines[0]
 
 
 @pytest.mark.parametrize(("text", "command", "expected"), CASES)
 def test_bad_configuration_is_one_line_and_exit_2(
-    home: Path, capsys: pytest.CaptureFixture[str], text: str, command: list[str], expected: str
+    home: Path, capsys: pytest.CaptureFixture[str], text: str | bytes, command: list[str], expected: str
 ) -> None:
     path = _env_file(home, text)
     assert main(command) == 2
     out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("ensemble: error: ") and expected in lines[0]
-    assert command[1:2] == ["--constraints"] or str(path) in lines[0]
-    assert "Traceback" not in err and out == ""
-    assert not any(s in err for s in SECRETS)
+    line = _assert_one_error_line(out, err, expected)
+    assert command[1:2] == ["--constraints"] or str(path) in line
+
+
+def test_an_environments_file_that_is_a_directory(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (home / "environments.yaml").mkdir()
+    assert main(["status"]) == 2
+    out, err = capsys.readouterr()
+    _assert_one_error_line(out, err, f"{home / 'environments.yaml'}: cannot be read (Is a directory)")
+
+
+def test_an_unreadable_environments_file(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chmod 000 does not stop root (these tests may run as root): the read itself is refused here."""
+    path = _env_file(home, _with())
+
+    real_open = Path.open
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert main(["status"]) == 2
+    out, err = capsys.readouterr()
+    _assert_one_error_line(out, err, f"{path}: cannot be read (Permission denied)")
+
+
+def test_a_non_utf8_authorized_keys_path_is_a_config_error(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = home / "id_ed25519.pub"
+    key.write_bytes(b"ssh-ed25519 AAAA\xff\xfe comment\n")
+    _env_file(home, _with(**{"authorized-keys": None, "authorized-keys-path": str(key)}))
+    assert main(["status"]) == 2
+    out, err = capsys.readouterr()
+    _assert_one_error_line(out, err, f"key 'authorized-keys-path' names {key}, which is not UTF-8 text")
 
 
 def test_a_missing_file_says_how_to_create_one(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,7 +221,27 @@ _mutations = st.one_of(
     ),
     st.builds(lambda value: ("set", "type", value), st.text(max_size=10).filter(lambda t: t.strip() != "orchestra")),
     st.builds(lambda text: ("raw", None, text), st.text(max_size=40)),
+    st.builds(lambda data: ("raw", None, data), st.binary(min_size=1, max_size=40).filter(lambda b: not _utf8(b))),
+    # A good file with non-UTF-8 bytes (Latin-1 text, or anything) put in somewhere.
+    st.builds(
+        lambda where, junk: ("insert", None, (where, junk)),
+        st.floats(0, 1),
+        st.one_of(
+            st.text(st.characters(min_codepoint=0x80, max_codepoint=0xFF), min_size=1, max_size=8).map(
+                lambda t: t.encode("latin-1")
+            ),
+            st.binary(min_size=1, max_size=8),
+        ),
+    ),
 )
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -176,13 +250,24 @@ def test_fuzzed_bad_files_are_one_line_and_exit_2(
     home: Path, capsys: pytest.CaptureFixture[str], mutation: tuple[str, str | None, object]
 ) -> None:
     kind, key, value = mutation
-    env = dict(GOOD)
+    env: dict[str, object] = dict(GOOD)
     if kind == "drop":
-        del env[key]
+        del env[str(key)]
     elif kind == "set":
-        env[key] = value
-    text = value if kind == "raw" else yaml.safe_dump({"environments": {"prod": env}})
-    _env_file(home, str(text))
+        env[str(key)] = value
+    text = yaml.safe_dump({"environments": {"prod": env}})
+    content: str | bytes = text
+    if kind == "raw":
+        content = value if isinstance(value, bytes) else str(value)
+    elif kind == "insert":
+        assert isinstance(value, tuple)
+        where, junk = value
+        good = text.encode()
+        at = int(where * len(good))
+        inserted = good[:at] + junk + good[at:]
+        assume(not _utf8(inserted))  # Latin-1 bytes can happen to spell UTF-8 ('Ã©' is 'é')
+        content = inserted
+    _env_file(home, content)
     # The command must not get past configuration (it would start the reactor): prove the file is invalid.
     with pytest.raises(ConfigError):
         from twisted.internet import reactor
