@@ -28,7 +28,7 @@ __all__ = ["FakeCobblerAgent", "FakeCobblerResource"]
 @implementer(IResponse)
 class _Response:
     version = (b"HTTP", 1, 1)
-    previousResponse = None  # noqa: N815 - IResponse attribute
+    previousResponse = None  # IResponse attribute
 
     def __init__(self, code: int, body: bytes) -> None:
         self.code, self.phrase, self._body = code, b"OK" if code == 200 else b"Error", body
@@ -36,11 +36,11 @@ class _Response:
         self.length = len(body)
         self.request = None
 
-    def deliverBody(self, protocol: Any) -> None:  # noqa: N802 - IResponse
+    def deliverBody(self, protocol: Any) -> None:  # IResponse
         protocol.dataReceived(self._body)
         protocol.connectionLost(Failure(web_client.ResponseDone()))
 
-    def setPreviousResponse(self, response: Any) -> None:  # noqa: N802
+    def setPreviousResponse(self, response: Any) -> None:
         self.previousResponse = response
 
 
@@ -72,7 +72,7 @@ class FakeCobblerAgent:
         method: bytes,
         uri: bytes,
         headers: Headers | None = None,
-        bodyProducer: IBodyProducer | None = None,  # noqa: N803
+        bodyProducer: IBodyProducer | None = None,
     ) -> Deferred[IResponse]:
         self.requests += 1
         collector = _Collector()
@@ -105,13 +105,13 @@ class FakeCobblerAgent:
 class FakeCobblerResource(Resource):
     """A FakeCobbler behind twisted.web, to serve on a real port (e.g. ``/RPC2``)."""
 
-    isLeaf = True  # noqa: N815 - twisted.web attribute
+    isLeaf = True  # twisted.web attribute
 
     def __init__(self, cobbler: FakeCobbler, *, clock: IReactorTime | None = None, delay: float = 0.0) -> None:
         super().__init__()
         self.cobbler, self.clock, self.delay = cobbler, clock, delay
 
-    def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - twisted.web
+    def render_POST(self, request: server.Request) -> Any:  # twisted.web
         body = self.cobbler.handle(request.content.read() if request.content is not None else b"")
         request.setHeader(b"Content-Type", b"text/xml")
         if not self.delay or self.clock is None:

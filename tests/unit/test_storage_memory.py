@@ -32,11 +32,17 @@ def storage(prefix: str = "environments/test", **options: Any) -> MemoryStorage:
     return server(**options).storage(prefix)
 
 
+def clock(of: MemoryStorageServer) -> Clock:
+    """The test's Clock behind the server's IReactorTime."""
+    assert isinstance(of.clock, Clock)
+    return of.clock
+
+
 @implementer(IAgent)
 class RefusingAgent:
     """An agent the real storage must never reach: only arguments it rejects before any request are compared."""
 
-    def request(self, method, uri, headers=None, bodyProducer=None):  # type: ignore[no-untyped-def]  # noqa: N803
+    def request(self, method, uri, headers=None, bodyProducer=None):  # type: ignore[no-untyped-def]
         raise AssertionError(f"the real storage sent {method!r} {uri!r}: the name was accepted")
 
 
@@ -131,10 +137,10 @@ def test_create_exclusive_has_exactly_one_winner(latency: float) -> None:
     for trial in range(5):
         name = f"claims/system-{trial}"
         results = gatherResults([c.create_exclusive(name) for c in claimers])
-        shared.clock.advance(latency)
+        clock(shared).advance(latency)
         assert result_of(results).count(True) == 1
         later = claimers[0].create_exclusive(name)
-        shared.clock.advance(latency)
+        clock(shared).advance(latency)
         assert result_of(later) is False  # and it stays taken
 
 
@@ -153,13 +159,13 @@ def test_exclusive_age_is_the_servers_clock() -> None:
     """A marker's age is whole seconds on the injected clock: an hour passes without a sleep."""
     shared = server()
     files = shared.storage("environments/test")
-    shared.clock.advance(100.7)
+    clock(shared).advance(100.7)
     assert result_of(files.exclusive_age("claims/uid-1")) is None
     assert result_of(files.create_exclusive("claims/uid-1")) is True
     assert result_of(files.exclusive_age("claims/uid-1")) == 0.0
-    shared.clock.advance(0.5)  # 100.7 -> 101.2: the HTTP dates' seconds differ by one
+    clock(shared).advance(0.5)  # 100.7 -> 101.2: the HTTP dates' seconds differ by one
     assert result_of(files.exclusive_age("claims/uid-1")) == 1.0
-    shared.clock.advance(3600)
+    clock(shared).advance(3600)
     assert result_of(files.exclusive_age("claims/uid-1")) == 3601.0
     result_of(files.remove_exclusive("claims/uid-1"))
     assert result_of(files.exclusive_age("claims/uid-1")) is None
@@ -285,9 +291,9 @@ def test_a_hung_request_times_out_on_the_clock() -> None:
     files = storage(timeout=5.0)
     files.server.hang_next("put")
     d = files.put("f", b"x")
-    files.server.clock.advance(4.9)
+    clock(files.server).advance(4.9)
     assert not d.called
-    files.server.clock.advance(0.1)
+    clock(files.server).advance(0.1)
     with pytest.raises(StorageUnavailable, match=r"within 5s") as err:
         result_of(d)
     assert err.value.retryable
@@ -301,14 +307,14 @@ def test_a_cancelled_request_has_no_effect() -> None:
     d.cancel()
     with pytest.raises(CancelledError):
         result_of(d)
-    files.server.clock.advance(2)
+    clock(files.server).advance(2)
     assert not files.server.has_marker("claims/a")
     files.server.hang_next("get")
     hung: Deferred[bytes] = files.get("f")
     hung.cancel()
     with pytest.raises(CancelledError):
         result_of(hung)
-    assert files.server.clock.getDelayedCalls() == []  # the hung request's deadline went with it
+    assert clock(files.server).getDelayedCalls() == []  # the hung request's deadline went with it
 
 
 def test_markers_are_shared_and_their_parents_exist() -> None:
