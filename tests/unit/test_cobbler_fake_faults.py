@@ -13,7 +13,8 @@ from ensemble_orchestra.testing import result_of, start
 def client_of(fake: FakeCobbler) -> CobblerClient:
     clock = Clock()
     agent = FakeCobblerAgent(fake, clock=clock)
-    return CobblerClient("http://cobbler.test/RPC2", fake.user, fake.password, clock, clock=clock, agent=agent)
+    url = "http://cobbler.test/RPC2"
+    return CobblerClient(url, fake.user, fake.password, clock, clock=clock, agent=agent)  # type: ignore[arg-type]
 
 
 def test_dict_fields_match_like_cobbler_3_3() -> None:
