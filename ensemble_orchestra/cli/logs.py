@@ -13,17 +13,20 @@ from typing import Any, TextIO
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
     globalLogPublisher,
     textFileLogObserver,
 )
+from zope.interface import provider
 
 __all__ = ["start_logging"]
 
 
-def _stderr_observer(stream: TextIO, prog: str) -> Callable[[dict[str, Any]], None]:
+def _stderr_observer(stream: TextIO, prog: str) -> ILogObserver:
+    @provider(ILogObserver)
     def observe(event: dict[str, Any]) -> None:
         level = event.get("log_level")
         name = level.name if level is not None else "info"

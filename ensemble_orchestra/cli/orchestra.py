@@ -11,25 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..cobbler import CobblerClient, CobblerError
-from ..kit import KitNotFound
-from ..lab.envfile import EnvironmentsFileError
-from ..lab.lab import Lab, LabError, LabStatus
+from ..cobbler import CobblerClient
+from ..lab.lab import Lab, LabStatus
 from ..lab.layout import DEFAULT_BASE_PORT, DEFAULT_SYSTEMS, LabSpec, default_lab_dir
-from ..lab.processes import ProcessStartError
 from ..lab.programs.system_files import SYSTEM_KINDS
 from ..secret import Secret
 from ..server_kit import (
     DEFAULT_ACQUIRED_CLASS,
     DEFAULT_AVAILABLE_CLASS,
-    ServerKitError,
     SetupReport,
     format_report,
     load_kit,
     setup_server,
 )
 from ._run import UsageError, run_command
-from .logs import start_logging
+from .options import add_global_options
 from .reactor_run import run_on_reactor
 
 __all__ = ["PASSWORD_ENV", "main"]
@@ -41,7 +37,6 @@ PASSWORD_ENV = "ENSEMBLE_ORCHESTRA_PASSWORD"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     lab = commands.add_parser("lab", help="a lab of real Cobbler, IPMI BMCs and WebDAV on this machine")
@@ -90,9 +85,6 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--available-class", default=DEFAULT_AVAILABLE_CLASS, help="default %(default)s")
     setup.add_argument("--acquired-class", default=DEFAULT_ACQUIRED_CLASS, help="default %(default)s")
     setup.add_argument("--ca-bundle", type=Path, default=None, metavar="FILE", help="PEM CA certificates for https")
-    setup.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log the calls; tracebacks on errors"
-    )
     return parser
 
 
@@ -212,20 +204,15 @@ def _setup_server(args: argparse.Namespace) -> int:
         finally:
             await client.close()
 
-    stop_logging = start_logging(PROG, verbose=args.verbose, log_file=None)
-    try:
-        report = run_on_reactor(body, reactor)
-    finally:
-        stop_logging()
+    report = run_on_reactor(body, reactor, prog=PROG)
     print(format_report(report))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    expected = (LabError, ProcessStartError, EnvironmentsFileError, KitNotFound, ServerKitError, CobblerError, OSError)
+    args = add_global_options(_parser()).parse_args(argv)
     body = (lambda: _setup_server(args)) if args.command == "setup-server" else (lambda: _lab(args))
-    return run_command(PROG, body, verbose=args.verbose, expected=expected)
+    return run_command(PROG, body, verbose=args.verbose, log_file=args.log_file)
 
 
 if __name__ == "__main__":

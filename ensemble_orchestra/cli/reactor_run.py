@@ -18,8 +18,11 @@ from twisted.python.failure import Failure
 __all__ = ["run_on_reactor"]
 
 
-def run_on_reactor(body: Callable[[Any], Coroutine[Any, Any, Any]], reactor: Any = None) -> Any:
-    """The result of ``body(reactor)``; its exception is raised; Ctrl-C → KeyboardInterrupt after rollback."""
+def run_on_reactor(body: Callable[[Any], Coroutine[Any, Any, Any]], reactor: Any = None, *, prog: str) -> Any:
+    """The result of ``body(reactor)``; its exception is raised; Ctrl-C → KeyboardInterrupt after rollback.
+
+    *prog* is the running command's name, which the Ctrl-C messages start with.
+    """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -31,12 +34,12 @@ def run_on_reactor(body: Callable[[Any], Coroutine[Any, Any, Any]], reactor: Any
 
         def interrupted(signum: int, frame: Any) -> None:
             if outcome.get("interrupted"):
-                print("ensemble: interrupted again: rollback abandoned", file=sys.stderr, flush=True)
+                print(f"{prog}: interrupted again: rollback abandoned", file=sys.stderr, flush=True)
                 outcome["abandoned"] = True
                 reactor.callFromThread(reactor.stop)
                 return
             outcome["interrupted"] = True
-            print("\nensemble: interrupted: rolling back (Ctrl-C again to abandon)", file=sys.stderr, flush=True)
+            print(f"\n{prog}: interrupted: rolling back (Ctrl-C again to abandon)", file=sys.stderr, flush=True)
             reactor.callFromThread(work.cancel)
 
         signal.signal(signal.SIGINT, interrupted)

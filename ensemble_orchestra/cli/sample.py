@@ -1,4 +1,4 @@
-"""`ensemble init`: a commented sample environments.yaml with an orchestra environment. Never overwrites."""
+"""The sample environments.yaml that `ensemble init` writes: an orchestra environment, commented. Never overwrites."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import os
 import secrets
 from pathlib import Path
 
+from ..errors import EnsembleError
 from ..home import environments_file
 
-__all__ = ["SAMPLE", "write_sample"]
+__all__ = ["SAMPLE", "SampleNotWritten", "write_sample"]
+
+
+class SampleNotWritten(EnsembleError):
+    """The sample was not written: the file exists (never overwritten), or its directory cannot be written."""
+
 
 SAMPLE = """\
 # Ensemble environments: 'ensemble bootstrap -e NAME' picks one; without -e, $ENSEMBLE_ENV, then
@@ -42,14 +48,29 @@ environments:
 
 
 def write_sample(path: Path | None = None) -> Path:
-    """Write the sample (mode 0600: it holds a secret); FileExistsError if the file exists."""
+    """Write the sample (mode 0600: it holds a secret); SampleNotWritten if the file exists or cannot be written."""
     path = path or environments_file()
+    exists = SampleNotWritten(
+        f"{path} exists and was not overwritten: edit it, or move it away and run 'ensemble init' again"
+    )
     if path.exists():
-        raise FileExistsError(
-            f"{path} exists and was not overwritten: edit it, or move it away and run 'ensemble init' again"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
+        raise exists
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SampleNotWritten(
+            f"{path}: cannot be written: {path.parent} is not a directory (set ENSEMBLE_HOME to a directory)"
+        ) from None
+    except OSError as error:
+        raise SampleNotWritten(f"{path}: cannot be written: cannot create {path.parent} ({error.strerror})") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # created since the check above
+        raise exists from None
+    except OSError as error:
+        raise SampleNotWritten(
+            f"{path}: cannot be written ({error.strerror}): fix its directory or set ENSEMBLE_HOME to another"
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(SAMPLE.format(admin_secret=secrets.token_hex(16)))
     return path

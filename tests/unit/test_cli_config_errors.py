@@ -1,13 +1,16 @@
 """`ensemble` on bad environments.yaml files: one line on stderr naming the file (and environment and key),
 no traceback, exit code 2 — checked over a table of malformed files (text, and bytes that are not UTF-8 or
-not YAML) and a property-based fuzz.
+not YAML) and a property-based fuzz; likewise a --log-file that cannot be opened and `init` that cannot write.
 
-Every case fails before the reactor would start, so the command runs in-process.
+These cases fail before the reactor would start, so the command runs in-process. Constraints are checked on
+the reactor (the provider may have to wait for its names), so those cases run the command as a process.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +82,6 @@ CASES = [
     (_with(**{"placement": "anywhere"}), ["status"], "key 'placement' must be one of"),
     (_with(**{"colour": "blue"}), ["destroy-environment", "-y"], "key 'colour' is not an orchestra setting"),
     (_with(), ["status", "-e", "staging"], "no environment 'staging' (defined: prod)"),
-    (_with(), ["bootstrap", "--constraints", "arch"], "constraint 'arch' is not NAME=VALUE"),
-    (_with(), ["bootstrap", "--constraints", "colour=red"], "unknown constraint 'colour'"),
-    (_with(), ["bootstrap", "--constraints", "mem=lots"], "constraint mem='lots'"),
     # Not UTF-8, or characters YAML refuses: the file and the place of the first bad byte.
     (_with().encode().replace(b"ensemble\n", b"ensembl\xe9\n"), ["status"], "not UTF-8 text (byte 0xe9 at line"),
     (b"environments:\n  prod:\n    orchestra-user: caf\xe9\n", ["status"], "byte 0xe9 at line 3, column 24"),
@@ -111,7 +111,29 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert main(command) == 2
     out, err = capsys.readouterr()
     line = _assert_one_error_line(out, err, expected)
-    assert command[1:2] == ["--constraints"] or str(path) in line
+    assert str(path) in line
+
+
+CONSTRAINT_CASES = [
+    ("arch", "constraint 'arch' is not NAME=VALUE"),
+    ("colour=red", "unknown constraint 'colour'"),
+    ("mem=lots", "constraint mem='lots'"),
+]
+
+
+@pytest.mark.parametrize(("constraints", "expected"), CONSTRAINT_CASES)
+def test_bad_constraints_are_one_line_and_exit_2(home: Path, constraints: str, expected: str) -> None:
+    """Checked on the reactor, before anything talks to a server (orchestra.example.com is never asked)."""
+    _env_file(home, _with())
+    run = subprocess.run(
+        [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", "bootstrap", "--constraints", constraints],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ENSEMBLE_HOME": str(home)},
+    )
+    assert run.returncode == 2
+    _assert_one_error_line(run.stdout, run.stderr, expected)
 
 
 def test_an_environments_file_that_is_a_directory(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,6 +171,20 @@ def test_a_non_utf8_authorized_keys_path_is_a_config_error(home: Path, capsys: p
     _assert_one_error_line(out, err, f"key 'authorized-keys-path' names {key}, which is not UTF-8 text")
 
 
+@pytest.mark.parametrize("position", ["before", "after"])
+@pytest.mark.parametrize("target", ["missing-dir/ensemble.log", "."], ids=["in-a-missing-directory", "a-directory"])
+def test_a_log_file_that_cannot_be_opened_is_one_line_and_exit_2(
+    home: Path, capsys: pytest.CaptureFixture[str], position: str, target: str
+) -> None:
+    log = home / target
+    _env_file(home, _with())
+    argv = ["--log-file", str(log), "status"] if position == "before" else ["status", "-l", str(log)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    reason = "No such file or directory" if target != "." else "Is a directory"
+    assert err == f"ensemble: error: --log-file {log}: cannot be opened ({reason})\n" and out == ""
+
+
 def test_a_missing_file_says_how_to_create_one(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status"]) == 2
     err = capsys.readouterr().err
@@ -172,6 +208,26 @@ def test_init_writes_a_sample_that_parses_and_never_overwrites(home: Path, capsy
     assert main(["init"]) == 1
     assert "exists and was not overwritten" in capsys.readouterr().err
     assert path.read_text() == before
+
+
+def test_init_where_the_directory_cannot_be_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_directory = tmp_path / "home-is-a-file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("ENSEMBLE_HOME", str(not_a_directory))
+    assert main(["init"]) == 1
+    out, err = capsys.readouterr()
+    assert err == (
+        f"ensemble: error: {not_a_directory / 'environments.yaml'}: cannot be written: {not_a_directory} is not a"
+        " directory (set ENSEMBLE_HOME to a directory)\n"
+    )
+    monkeypatch.setenv("ENSEMBLE_HOME", str(not_a_directory / "below"))
+    assert main(["init"]) == 1
+    assert capsys.readouterr().err == (
+        f"ensemble: error: {not_a_directory / 'below' / 'environments.yaml'}: cannot be written: cannot create"
+        f" {not_a_directory / 'below'} (Not a directory)\n"
+    )
 
 
 def test_a_world_readable_file_with_passwords_gets_a_warning(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,98 @@
+"""``ensemble bootstrap``: start the environment's first machine; with ``--wait``, until its install is done.
+
+The constraints are checked against the provider's names on the reactor (the provider may have to ask
+for them), before anything talks to a server: a bad constraint is a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import deferLater
+
+from ..constraints import parse_constraints
+from ..errors import Interrupted
+from ..provider.errors import ProviderError
+from ._provider import run_with_provider
+from .progress import Progress
+
+__all__ = ["WAIT_POLLS", "WaitTimeout", "add_parser", "run"]
+
+WAIT_POLLS = (1.0, 1.0, 2.0, 2.0, 5.0)  # seconds between install checks; the last repeats
+
+
+class WaitTimeout(ProviderError):
+    """`bootstrap --wait` gave up: the machine is bootstrapped, its install did not finish in time."""
+
+
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
+    boot = commands.add_parser("bootstrap", parents=parents, help="start the environment's first machine")
+    boot.add_argument("--constraints", default="", help='e.g. "arch=amd64 orchestra-classes=rack1"')
+    boot.add_argument("--wait", action="store_true", help="return only when the machine finished installing")
+    boot.add_argument(
+        "--wait-timeout", type=float, default=3600.0, help="seconds --wait waits for the install (default %(default)g)"
+    )
+    boot.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int | None:
+    constraints: dict[str, str] = {}
+
+    async def check_constraints(provider: Any) -> None:
+        known = await provider.get_constraint_set()
+        constraints.update(parse_constraints(args.constraints, known))
+
+    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
+        await _bootstrap(provider, args, constraints, progress, reactor)
+
+    return run_with_provider(args, work, prepare=check_constraints)
+
+
+async def _bootstrap(
+    provider: Any, args: argparse.Namespace, constraints: dict[str, str], progress: Progress, reactor: Any
+) -> None:
+    name = provider.environment_name
+    try:
+        [machine] = await provider.bootstrap(constraints)
+    except CancelledError:
+        progress.done()
+        raise Interrupted(f"bootstrap of '{name}' rolled back: no system was left claimed") from None
+    progress.done()
+    print(
+        f"bootstrapped environment '{name}': machine 0 is {machine.system_name} ({machine.dns_name},"
+        f" instance {machine.instance_id}), powered on and installing"
+    )
+    if not args.wait:
+        print(f"'ensemble status -e {name}' shows when its install has finished")
+        return
+    try:
+        await _wait_for_install(provider, machine, args.wait_timeout, progress, reactor)
+    except CancelledError:
+        progress.done()
+        raise Interrupted(
+            f"stopped waiting; environment '{name}' stays bootstrapped ('ensemble status -e {name}')"
+        ) from None
+    progress.done()
+    print(f"machine 0 ({machine.dns_name}) finished installing: netboot is off, it boots from disk")
+
+
+async def _wait_for_install(provider: Any, machine: Any, timeout: float, progress: Progress, reactor: Any) -> None:
+    """Poll until the installer turned netboot off (state `provisioned`), bounded by *timeout*."""
+    started = reactor.seconds()
+    for attempt in range(sys.maxsize):
+        [current] = await provider.get_machines([machine.instance_id])
+        if current.state == "provisioned":
+            return
+        waited = reactor.seconds() - started
+        if waited >= timeout:
+            raise WaitTimeout(
+                f"{machine.system_name} did not finish installing within {timeout:g} s (netboot is still on):"
+                " check its console; the environment stays bootstrapped"
+            )
+        progress("installing", f"{machine.system_name} (netboot still on)")
+        await deferLater(reactor, min(WAIT_POLLS[min(attempt, len(WAIT_POLLS) - 1)], timeout - waited))
