@@ -21,7 +21,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
-from ensemble_orchestra.provider.errors import PowerError
+from ensemble_orchestra.provider.errors import PowerError, RollbackFailed
 from ensemble_orchestra.provider.orchestra import ENV_KEY
 from ensemble_orchestra.storage import StorageUnavailable
 
@@ -278,3 +278,97 @@ async def test_cancelling_a_batch_launch_releases_every_system(make_provider, la
     assert _owned_by(lab, "alpha") == []
     for uid in uids:  # no marker left behind: every system can be claimed at once
         assert await provider.claims.try_claim(uid), uid
+
+
+
+def _never_reports_on(provider: Any) -> None:
+    """Until an off goes out, every power status the provider reads says off: a BMC that accepts "on" (the
+    real BMC powers the system on, its installer runs) but never reports it. The real lab BMC, fence_ipmilan
+    and Cobbler do every power action; only what the provider is told of the status is rewritten."""
+    real, off_sent = provider.client.power, set()
+
+    async def power(name: str, operation: str) -> bool:
+        if operation == "off":
+            off_sent.add(name)
+        answer = await real(name, operation)
+        return False if operation == "status" and name not in off_sent else answer
+
+    provider.client.power = power
+
+
+def _running(lab: RunningLab, name: str) -> bool:
+    """Whether the system really runs (its booted system process), whatever any status says."""
+    return bmc.power_is_on(lab.system_dir(name))
+
+
+async def _until_power_on_sent(seen: list[str]) -> None:
+    while "powering on" not in seen:
+        await deferLater(_reactor(), 0.1, lambda: None)
+    await deferLater(_reactor(), 1.5, lambda: None)  # the on went out and was done; confirmation is polling
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bmc_that_never_reports_on_gets_its_system_powered_off_before_release(
+    make_provider, lab: RunningLab
+) -> None:
+    """Defect 4: the BMC accepts "on" (the system boots and runs its installer) but never reports on. The
+    launch fails after power-timeout, and its rollback powers the system off (confirmed) before it goes
+    back to the pool: no installer keeps running with a rolled-back environment's user data."""
+    victim = lab.spec.system(4)
+    provider = make_provider(**{"power-timeout": 4})
+    _never_reports_on(provider)
+    error = await _raises(PowerError, provider.start_machines([_data("7", **{"orchestra-name": victim.name})]))
+    assert error.system == victim.name and "not confirmed powered on within 4 s" in str(error)
+    assert error.retryable
+    assert not _running(lab, victim.name)  # powered off by the rollback
+    record = lab.cobbler().get_system(victim.name)
+    assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+    assert await provider.get_machines() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_ctrl_c_during_power_confirmation_powers_the_system_off(make_provider, lab: RunningLab) -> None:
+    """Defect 4, interrupted: cancelled (Ctrl-C) while confirming the power-on, the running system is
+    powered off before it returns to the pool."""
+    victim = lab.spec.system(5)
+    provider = make_provider(**{"power-timeout": 30})
+    _never_reports_on(provider)
+    seen: list[str] = []
+    provider.progress = lambda phase, detail: seen.append(phase)
+    launch = provider.start_machines([_data("8", **{"orchestra-name": victim.name})])
+    await _until_power_on_sent(seen)
+    assert _running(lab, victim.name)
+    launch.cancel()
+    await _raises(defer.CancelledError, launch)
+    assert not _running(lab, victim.name)
+    record = lab.cobbler().get_system(victim.name)
+    assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_system_that_cannot_be_powered_off_stays_owned_and_the_error_says_so(
+    make_provider, lab: RunningLab
+) -> None:
+    """Defect 4, worst case: the on went out, was never confirmed, and the BMC stops answering before the
+    rollback's power-off. The system stays recorded as owned (never handed to another environment while it
+    may run), the error says so in one line, and destroy-environment releases it once the BMC answers."""
+    victim = lab.spec.system(0)
+    saved_options = lab.cobbler().get_system(victim.name)["power_options"]
+    provider = make_provider(**{"power-timeout": 4})
+    _never_reports_on(provider)
+    seen: list[str] = []
+    provider.progress = lambda phase, detail: seen.append(phase)
+    launch = provider.start_machines([_data("9", **{"orchestra-name": victim.name})])
+    try:
+        await _until_power_on_sent(seen)
+        await deferToThread(lab.make_bmc_unreachable, victim.name)
+        error = await _raises(RollbackFailed, launch)
+        message = str(error)
+        assert error.system == victim.name and "\n" not in message
+        assert "stays recorded as owned by environment 'alpha'" in message and "destroy-environment" in message
+        assert _owned_by(lab, "alpha") == [victim.name]
+        assert [m.system_name for m in await provider.get_machines()] == [victim.name]
+    finally:
+        lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_options": saved_options}, lab.token())
+    released = await provider.destroy_environment()
+    assert [m.system_name for m in released] == [victim.name] and not _running(lab, victim.name)
