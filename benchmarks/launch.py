@@ -47,6 +47,7 @@ def anchor_launches(running, count: int) -> tuple[float, int]:
             if AVAILABLE_CLASS in record["mgmt_classes"]:
                 chosen = record
                 break
+        assert chosen is not None, f"no system left in {AVAILABLE_CLASS}"
         handle = call("get_system_handle", chosen["name"], token)
         for field, value in (
             ("mgmt_classes", [ACQUIRED_CLASS]),

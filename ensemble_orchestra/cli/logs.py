@@ -47,7 +47,7 @@ def start_logging(
     )
     handle = None
     if log_file is not None:
-        handle = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed by the returned function
+        handle = open(log_file, "a", encoding="utf-8")
         observers.append(
             FilteringLogObserver(textFileLogObserver(handle), [LogLevelFilterPredicate(defaultLogLevel=LogLevel.debug)])
         )

@@ -53,7 +53,7 @@ class CountingAgent:
         self._agent = agent
         self.seen: list[tuple[str, int]] = []
 
-    def request(self, method, uri, headers=None, bodyProducer=None):  # noqa: N803 (IAgent)
+    def request(self, method, uri, headers=None, bodyProducer=None):
         def record(response):  # type: ignore[no-untyped-def]
             self.seen.append((method.decode(), response.code))
             return response
@@ -334,7 +334,7 @@ async def test_tls_is_verified(tmp_path: Path) -> None:
     class File(resource.Resource):
         isLeaf = True
 
-        def render_GET(self, request):  # type: ignore[no-untyped-def]  # noqa: N802 (twisted.web)
+        def render_GET(self, request):  # type: ignore[no-untyped-def]
             return b"over tls" if request.path == b"/env/f" else b"?"
 
     reactor = _reactor()

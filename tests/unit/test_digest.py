@@ -150,9 +150,9 @@ class FakeResponse:
     phrase: bytes = b""
     length: int = UNKNOWN_LENGTH
     request: object = None
-    previousResponse: object = None  # noqa: N815 (IResponse)
+    previousResponse: object = None
 
-    def deliverBody(self, protocol: Protocol) -> None:  # noqa: N802 (IResponse)
+    def deliverBody(self, protocol: Protocol) -> None:
         from twisted.python.failure import Failure
         from twisted.web.client import ResponseDone
 
@@ -169,7 +169,7 @@ class FakeAgent:
         self.script = list(script)
         self.sent: list[tuple[bytes, bytes, Headers, bytes | None]] = []
 
-    def request(self, method, uri, headers=None, bodyProducer=None):  # noqa: N803
+    def request(self, method, uri, headers=None, bodyProducer=None):
         body = None
         if bodyProducer is not None:
             chunks: list[bytes] = []

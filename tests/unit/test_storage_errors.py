@@ -114,7 +114,7 @@ class SilentAgent:
     def __init__(self) -> None:
         self.cancelled = 0
 
-    def request(self, method, uri, headers=None, bodyProducer=None):  # noqa: N803 (IAgent)
+    def request(self, method, uri, headers=None, bodyProducer=None):
         def cancel(d: defer.Deferred) -> None:
             self.cancelled += 1
 
@@ -152,7 +152,7 @@ class FlakyAgent:
         self.code = code
         self.methods: list[bytes] = []
 
-    def request(self, method, uri, headers=None, bodyProducer=None):  # noqa: N803 (IAgent)
+    def request(self, method, uri, headers=None, bodyProducer=None):
         self.methods.append(method)
         if len(self.methods) % 2:
             return defer.fail(client.ResponseNeverReceived([Failure(error.ConnectionDone())]))
@@ -166,7 +166,7 @@ class _Response:
         self.code, self.headers, self.phrase, self.version = code, Headers(), b"", (b"HTTP", 1, 1)
         self.length = 0
 
-    def deliverBody(self, protocol) -> None:  # noqa: N802 (IResponse)
+    def deliverBody(self, protocol) -> None:
         from twisted.web.client import ResponseDone
 
         protocol.makeConnection(None)
