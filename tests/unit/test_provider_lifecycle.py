@@ -194,3 +194,14 @@ def test_state_and_ports_round_trip(make_world) -> None:
     world.run(alpha.close_port(machine, "1", 80))
     assert world.run(alpha.get_opened_ports(machine, "1")) == {(53, "udp")}
     assert world.run(alpha.get_opened_ports(machine, "2")) == set()
+
+
+def test_close_closes_the_storage(make_world) -> None:
+    """close() (before the reactor stops) closes the storage: any later use of it fails loudly."""
+    world = make_world(systems=1)
+    alpha = world.provider()
+    world.run(alpha.save_state({"zookeeper-instances": []}))
+    world.run(alpha.close())
+    assert alpha.get_file_storage().closed
+    with pytest.raises(RuntimeError, match="after close"):
+        world.run(alpha.load_state())
