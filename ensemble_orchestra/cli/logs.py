@@ -47,7 +47,7 @@ def start_logging(
     )
     handle = None
     if log_file is not None:
-        handle = open(log_file, "a", encoding="utf-8")
+        handle = open(log_file, "a", encoding="utf-8")  # closed by the returned function
         observers.append(
             FilteringLogObserver(textFileLogObserver(handle), [LogLevelFilterPredicate(defaultLogLevel=LogLevel.debug)])
         )
