@@ -130,3 +130,58 @@ def test_ctrl_c_during_bootstrap_rolls_back(lab: RunningLab, tmp_path: Path) -> 
     assert f"launch on {victim.name} failed (interrupted); releasing it" in logged
     for secret in lab.secrets():
         assert secret not in seen + err + out + logged
+
+
+def test_global_options_before_the_command_as_ensemble_users_type_them(lab: RunningLab, tmp_path: Path) -> None:
+    """`ensemble -v -l LOG COMMAND` (and after the command too): -v shows the log events, LOG keeps them."""
+    logs = [tmp_path / "bootstrap.log", tmp_path / "destroy.log", tmp_path / "status.log"]
+    boot = ensemble("-v", "--log-file", str(logs[0]), "bootstrap", "-e", "lab")
+    assert boot.returncode == 0, boot.stderr
+    assert "ensemble: info: Logged in to Cobbler at" in boot.stderr
+    assert "Logged in to Cobbler at" in logs[0].read_text() and "Cobbler call" in logs[0].read_text()
+
+    destroy = ensemble("destroy-environment", "-e", "lab", "-y", "-l", str(logs[1]))
+    assert destroy.returncode == 0, destroy.stderr
+    assert "Logged in to Cobbler at" not in destroy.stderr  # no -v: info events only in the log file
+    assert "released node" in logs[1].read_text()
+
+    gone = ensemble("-l", str(logs[2]), "status", "-e", "lab", "-v")
+    assert gone.returncode == 1
+    assert gone.stderr.strip().splitlines()[-1] == (
+        "ensemble: error: environment 'lab' is not bootstrapped: run 'ensemble bootstrap -e lab'"
+    )
+    assert "Traceback" in gone.stderr  # -v after the command
+    assert logs[2].exists()
+    logged = "".join(log.read_text() for log in logs)
+    for secret in lab.secrets():
+        assert secret not in logged
+    assert_no_secrets(lab, boot, destroy, gone)
+
+
+def test_a_bad_constraint_is_exit_2_before_anything_is_touched(lab: RunningLab) -> None:
+    """The constraint set is awaited on the reactor; a name it lacks stops the command before storage or Cobbler."""
+    server = lab.cobbler()
+    before = {r["name"]: (r["mgmt_classes"], r["autoinstall_meta"], r["mtime"]) for r in server.get_systems()}
+    boot = ensemble("bootstrap", "-e", "lab", "--constraints", "arch=amd64 colour=red")
+    assert boot.returncode == 2
+    [line] = boot.stderr.strip().splitlines()  # no progress: nothing was checked or claimed
+    assert line.startswith("ensemble: error: unknown constraint 'colour' (known: ") and boot.stdout == ""
+    after = {r["name"]: (r["mgmt_classes"], r["autoinstall_meta"], r["mtime"]) for r in server.get_systems()}
+    assert after == before
+    status = ensemble("status", "-e", "lab")
+    assert status.returncode == 1 and "not bootstrapped" in status.stderr
+
+
+def test_ensemble_orchestra_log_file_before_and_after_the_command(lab: RunningLab, tmp_path: Path) -> None:
+    """setup-server's Cobbler calls land in --log-file, given before or after the command (defect 2)."""
+    base = [sys.executable, "-m", "ensemble_orchestra.cli.orchestra"]
+    command = ["setup-server", "--cobbler", lab.cobbler_url, "--user", lab.spec.cobbler_user]
+    env = {**os.environ, "ENSEMBLE_ORCHESTRA_PASSWORD": lab.spec.cobbler_password}
+    before, after = tmp_path / "before.log", tmp_path / "after.log"
+    for argv, log in ((["-v", "-l", str(before), *command], before), ([*command, "--log-file", str(after)], after)):
+        run = subprocess.run(base + argv, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert ("ensemble-orchestra: info: Logged in to Cobbler at" in run.stderr) is (log is before)
+        logged = log.read_text()
+        assert "Logged in to Cobbler at" in logged and "Cobbler call" in logged
+        assert lab.spec.cobbler_password not in logged + run.stdout + run.stderr
