@@ -7,21 +7,20 @@ for them), before anything talks to a server: a bad constraint is a usage error 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.task import deferLater
 
 from ..constraints import parse_constraints
 from ..errors import Interrupted
 from ..provider.errors import ProviderError
+from ..schedule import Schedule
 from ._provider import run_with_provider
 from .progress import Progress
 
 __all__ = ["WAIT_POLLS", "WaitTimeout", "add_parser", "run"]
 
-WAIT_POLLS = (1.0, 1.0, 2.0, 2.0, 5.0)  # seconds between install checks; the last repeats
+WAIT_POLLS = (1.0, 1.0, 2.0, 2.0, 5.0)  # seconds between install checks; the last repeats up to --wait-timeout
 
 
 class WaitTimeout(ProviderError):
@@ -83,16 +82,14 @@ async def _bootstrap(
 
 async def _wait_for_install(provider: Any, machine: Any, timeout: float, progress: Progress, reactor: Any) -> None:
     """Poll until the installer turned netboot off (state `provisioned`), bounded by *timeout*."""
-    started = reactor.seconds()
-    for attempt in range(sys.maxsize):
+    run = Schedule(WAIT_POLLS, timeout=timeout).start(reactor)
+    while True:
         [current] = await provider.get_machines([machine.instance_id])
         if current.state == "provisioned":
             return
-        waited = reactor.seconds() - started
-        if waited >= timeout:
+        progress("installing", f"{machine.system_name} (netboot still on)")
+        if not await run.wait():
             raise WaitTimeout(
                 f"{machine.system_name} did not finish installing within {timeout:g} s (netboot is still on):"
                 " check its console; the environment stays bootstrapped"
             )
-        progress("installing", f"{machine.system_name} (netboot still on)")
-        await deferLater(reactor, min(WAIT_POLLS[min(attempt, len(WAIT_POLLS) - 1)], timeout - waited))
