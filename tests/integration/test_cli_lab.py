@@ -158,14 +158,22 @@ def test_global_options_before_the_command_as_ensemble_users_type_them(lab: Runn
     assert_no_secrets(lab, boot, destroy, gone)
 
 
-def test_a_bad_constraint_is_exit_2_before_anything_is_touched(lab: RunningLab) -> None:
-    """The constraint set is awaited on the reactor; a name it lacks stops the command before storage or Cobbler."""
+@pytest.mark.parametrize(
+    ("constraints", "error"),
+    [
+        ("arch=amd64 colour=red", "unknown constraint 'colour' (known: "),  # the CLI's check, on the reactor
+        ("arch=amd64 mem=4G", "constraint mem=4G cannot be checked: "),  # the provider's refusal, on the reactor
+    ],
+    ids=["unknown", "uncheckable"],
+)
+def test_a_bad_constraint_is_exit_2_before_anything_is_touched(lab: RunningLab, constraints: str, error: str) -> None:
+    """A constraint the provider does not know, or cannot check, stops bootstrap before storage or Cobbler."""
     server = lab.cobbler()
     before = {r["name"]: (r["mgmt_classes"], r["autoinstall_meta"], r["mtime"]) for r in server.get_systems()}
-    boot = ensemble("bootstrap", "-e", "lab", "--constraints", "arch=amd64 colour=red")
+    boot = ensemble("bootstrap", "-e", "lab", "--constraints", constraints)
     assert boot.returncode == 2
     [line] = boot.stderr.strip().splitlines()  # no progress: nothing was checked or claimed
-    assert line.startswith("ensemble: error: unknown constraint 'colour' (known: ") and boot.stdout == ""
+    assert line.startswith(f"ensemble: error: {error}") and boot.stdout == ""
     after = {r["name"]: (r["mgmt_classes"], r["autoinstall_meta"], r["mtime"]) for r in server.get_systems()}
     assert after == before
     status = ensemble("status", "-e", "lab")
