@@ -65,8 +65,12 @@ class ReleaseFailed(ProviderError):
 
 
 class RollbackFailed(ProviderError):
-    """A launch failed and so did its rollback: the system stays recorded as owned (destroy-environment retries)."""
+    """A launch failed and so did its rollback: the system stays recorded as owned (destroy-environment retries).
 
-    def __init__(self, message: str, system: str) -> None:
+    ``interrupted`` says the launch had been cancelled (Ctrl-C) before its rollback failed.
+    """
+
+    def __init__(self, message: str, system: str, *, interrupted: bool = False) -> None:
         super().__init__(message)
         self.system = system
+        self.interrupted = interrupted

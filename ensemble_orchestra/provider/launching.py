@@ -156,6 +156,7 @@ class Launcher:
                 f" stays recorded as owned by environment '{self._pool.environment}'{powered};"
                 " 'ensemble destroy-environment' retries releasing it",
                 record.name,
+                interrupted=isinstance(error, CancelledError),
             ) from failure
         await self._drop_marker(record)
 
@@ -197,6 +198,9 @@ class Launcher:
                 return await self.launch(record, machines[i], wanted[i], master, before_power)
             except CancelledError:
                 stopping = True
+                raise
+            except RollbackFailed as error:
+                stopping = stopping or error.interrupted  # cancelled, even though its rollback then failed
                 raise
             finally:
                 self._limit.release()
