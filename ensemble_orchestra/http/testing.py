@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TestPKI", "issue_certificates", "listen_tls_proxy"]
+from .failures import FAILURE_TABLE, FailureKind
+
+__all__ = ["TestPKI", "failure_examples", "issue_certificates", "listen_tls_proxy"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,22 @@ def listen_tls_proxy(reactor: Any, pki: TestPKI, backend_port: int, backend_host
 
     options = ssl.PrivateCertificate.loadPEM(pki.server_pem).options()
     return reactor.listenSSL(0, ProxyFactory(backend_host, backend_port), options, interface="127.0.0.1")
+
+
+def failure_examples() -> list[tuple[BaseException, FailureKind]]:
+    """One instance of every exception type ``http.failures.FAILURE_TABLE`` maps, with its kind: the rows a
+    boundary's own table test loops over."""
+    from twisted.web import client
+
+    wrappers = (client.ResponseNeverReceived, client.ResponseFailed, client.RequestTransmissionFailed)
+    examples: list[tuple[BaseException, FailureKind]] = []
+    for exc_types, kind in FAILURE_TABLE:
+        for exc_type in exc_types:
+            if exc_type in wrappers:
+                exc = exc_type([])
+            elif exc_type is client.PartialDownloadError:
+                exc = exc_type(200, b"body truncated", b"")
+            else:
+                exc = exc_type("x")
+            examples.append((exc, kind))
+    return examples

@@ -14,23 +14,16 @@ from twisted.web import client as web_client
 from ensemble_orchestra.cobbler.errors import TRANSPORT_ERRORS as COBBLER_ERRORS
 from ensemble_orchestra.cobbler.errors import CobblerTLSError, error_from_failure
 from ensemble_orchestra.http.deadline import within
-from ensemble_orchestra.http.failures import FAILURE_TABLE, FailureKind, classify
+from ensemble_orchestra.http.failures import FailureKind, classify
+from ensemble_orchestra.http.testing import failure_examples
 from ensemble_orchestra.storage.errors import TRANSPORT_ERRORS as STORAGE_ERRORS
 from ensemble_orchestra.storage.errors import StorageTLSError, error_for_exception
 
 URL = "https://orchestra.example:8443/cobbler_api"
 
 
-def _example(exc_type: type[BaseException]) -> BaseException:
-    if exc_type in (web_client.ResponseNeverReceived, web_client.ResponseFailed, web_client.RequestTransmissionFailed):
-        return exc_type([])
-    if exc_type is web_client.PartialDownloadError:
-        return exc_type(200, b"cut", b"")
-    return exc_type("x")
-
-
 @pytest.mark.parametrize(
-    ("exc", "kind"), [(_example(t), kind) for types, kind in FAILURE_TABLE for t in types], ids=repr
+    ("exc", "kind"), failure_examples(), ids=repr
 )
 def test_table(exc: BaseException, kind: FailureKind) -> None:
     """Every row classifies, bare and wrapped the way Twisted's HTTP client wraps it; every boundary maps every kind."""

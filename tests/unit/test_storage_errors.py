@@ -12,7 +12,7 @@ from twisted.web import client
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
-from ensemble_orchestra.http.failures import FAILURE_TABLE
+from ensemble_orchestra.http.testing import failure_examples
 from ensemble_orchestra.storage import errors
 from ensemble_orchestra.storage.errors import (
     STATUS_ERRORS,
@@ -70,18 +70,9 @@ def _wrapped(exc: Exception) -> client.ResponseNeverReceived:
     return client.ResponseNeverReceived([Failure(exc)])
 
 
-def _example(exc_type: type[BaseException]) -> BaseException:
-    """An instance of each exception type the table maps."""
-    if exc_type in (client.ResponseNeverReceived, client.ResponseFailed, client.RequestTransmissionFailed):
-        return exc_type([])
-    if exc_type is client.PartialDownloadError:
-        return exc_type(200, b"body truncated", b"")
-    return exc_type("x")
-
-
 @pytest.mark.parametrize(
     ("exc", "cls"),
-    [(_example(exc_type), TRANSPORT_ERRORS[kind]) for exc_types, kind in FAILURE_TABLE for exc_type in exc_types]
+    [(exc, TRANSPORT_ERRORS[kind]) for exc, kind in failure_examples()]
     + [
         (error.ConnectionRefusedError(), StorageUnavailable),
         (error.DNSLookupError("no.such.host"), StorageUnavailable),
