@@ -20,6 +20,7 @@ import yaml
 
 from .errors import UsageError
 from .home import environments_file
+from .http.agent import pem_certificates
 from .secret import Secret
 
 __all__ = [
@@ -225,7 +226,13 @@ def _check_url(value: str, key: str, source: Path | None, env: str) -> str:
 
 
 def _default_public_keys(home: Path) -> str:
-    keys = [p.read_text().strip() for p in sorted((home / ".ssh").glob("id_*.pub")) if p.is_file()]
+    """The text of ~/.ssh/id_*.pub; a file that is not text (not a public key at all) is skipped."""
+    keys = []
+    for path in sorted((home / ".ssh").glob("id_*.pub")):
+        try:
+            keys.append(path.read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            continue
     return "\n".join(k for k in keys if k)
 
 
@@ -286,6 +293,14 @@ def parse_orchestra(
         ca_bundle = Path(v["ca-bundle"]).expanduser()
         if not ca_bundle.is_file():
             raise _fail(source, env, "ca-bundle", f"names {ca_bundle}, which is not a file")
+        try:
+            certificates = pem_certificates(ca_bundle.read_bytes())
+        except OSError as error:
+            why = f"names {ca_bundle}, which cannot be read ({error.strerror})"
+            raise _fail(source, env, "ca-bundle", why) from None
+        if not certificates:
+            why = f"names {ca_bundle}, which holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            raise _fail(source, env, "ca-bundle", why)
 
     return OrchestraConfig(
         environment=env,

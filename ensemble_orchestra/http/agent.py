@@ -13,7 +13,7 @@ from pathlib import Path
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
-__all__ = ["IDLE_CONNECTION_S", "make_agent"]
+__all__ = ["IDLE_CONNECTION_S", "make_agent", "pem_certificates"]
 
 # Below Apache's default KeepAliveTimeout (5 s), so we drop an idle connection before the server does
 # (a request sent on a connection the server is closing at that moment gets no answer, and Twisted
@@ -21,6 +21,11 @@ __all__ = ["IDLE_CONNECTION_S", "make_agent"]
 IDLE_CONNECTION_S = 4
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def pem_certificates(data: bytes) -> list[bytes]:
+    """The PEM certificate blocks of a CA bundle's bytes (anything between them is ignored, as OpenSSL does)."""
+    return _PEM_CERT.findall(data)
 
 
 def make_agent(
@@ -40,7 +45,7 @@ def make_agent(
     """
     trust_root = None
     if ca_bundle is not None:
-        blocks = _PEM_CERT.findall(Path(ca_bundle).read_bytes())
+        blocks = pem_certificates(Path(ca_bundle).read_bytes())
         if not blocks:
             raise ValueError(f"no PEM certificate in the CA bundle {ca_bundle}")
         trust_root = trustRootFromCertificates([Certificate.loadPEM(b) for b in blocks])

@@ -86,6 +86,7 @@ def failure_examples() -> list[tuple[BaseException, FailureKind]]:
     examples: list[tuple[BaseException, FailureKind]] = []
     for exc_types, kind in FAILURE_TABLE:
         for exc_type in exc_types:
+            exc: BaseException
             if exc_type in wrappers:
                 exc = exc_type([])
             elif exc_type is client.PartialDownloadError:

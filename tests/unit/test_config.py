@@ -64,6 +64,8 @@ def test_defaults_derive_from_the_server_and_user() -> None:
         ),
         ({"authorized-keys": None}, "authorized-keys", "ssh-keygen"),
         ({"ca-bundle": "/nonexistent.pem"}, "ca-bundle", "not a file"),
+        ({"ca-bundle": "/etc/hostname"}, "ca-bundle", "holds no PEM certificate"),
+        ({"ca-bundle": "/bin/true"}, "ca-bundle", "holds no PEM certificate"),  # binary
         ({"orchestra-passwd": "x"}, "orchestra-passwd", "not an orchestra setting"),
     ],
 )
@@ -75,6 +77,17 @@ def test_bad_values_name_file_environment_and_key(changes, key, fragment) -> Non
     assert message.startswith("/home/u/.ensemble/environments.yaml: environment 'prod': key ")
     assert f"'{key}'" in message and fragment in message
     assert "s3cret-pass" not in message and "adm1n-secret" not in message
+
+
+def test_public_keys_that_are_not_text_are_skipped(tmp_path) -> None:
+    """A binary ~/.ssh/id_*.pub is no public key: the others are used, and nothing crashes."""
+    from ensemble_orchestra.config import _default_public_keys
+
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    (ssh / "id_a.pub").write_bytes(b"\xff\xfe\x00binary")
+    (ssh / "id_b.pub").write_text("ssh-ed25519 AAAAkey user@host\n")
+    assert _default_public_keys(tmp_path) == "ssh-ed25519 AAAAkey user@host"
 
 
 def test_a_secret_of_the_wrong_type_is_not_echoed() -> None:
