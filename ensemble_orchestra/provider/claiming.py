@@ -12,15 +12,19 @@ import random
 from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..cobbler import CobblerClient, SystemRecord
+from ..storage import StorageError
 from .claims import ClaimRegistry
 from .errors import NoMatchingSystems
 from .matching import Constraints
 from .ownership import Pool
 
 __all__ = ["Claimer"]
+
+_log = Logger()
 
 
 class Claimer:
@@ -95,13 +99,18 @@ class Claimer:
                 for i, record in won.items():
                     now = current.get(record.name)
                     held.remove(record)
-                    if now and now.uid == record.uid and self._pool.is_available(now) and Constraints().matches(now):
+                    if now and now.uid == record.uid and self._pool.is_available(now) and wanted[i].matches(now):
                         outcome[i] = now
                     else:
                         await self._claims.release(record.uid)
                         pending.append(i)
         except BaseException:
             for record in held + [o for o in outcome if isinstance(o, SystemRecord)]:
-                await self._claims.release(record.uid)
+                try:
+                    await self._claims.release(record.uid)
+                except StorageError as error:  # the lease reaps it; the original error is what the user sees
+                    _log.warn(
+                        "could not drop the claim marker of {system}: {error}", system=record.name, error=str(error)
+                    )
             raise
         return [o for o in outcome if o is not None]

@@ -41,7 +41,7 @@ class _Stage(enum.IntEnum):
     """How far a launch got: what its rollback must undo."""
 
     CLAIMED = 1  # the marker is ours; Cobbler untouched
-    WRITTEN = 2  # Cobbler records the system as ours
+    WRITTEN = 2  # the ownership edit went out: Cobbler may record the system as ours
     POWERED = 3  # an on/reboot went out: the system may be running the installer
 
 
@@ -114,8 +114,9 @@ class Launcher:
             user_data = self._user_data(record, machine_data, master)
             profile = constraints.profile_for(record, self._config.default_series)
             self._progress("writing user data", record.name)
-            await self._write(record, self._pool.claim_fields(record, machine_id, profile, user_data))
+            # From here Cobbler may record us as owner, even if the call then fails or is cancelled.
             stage = _Stage.WRITTEN
+            await self._write(record, self._pool.claim_fields(record, machine_id, profile, user_data))
             _log.info(
                 "claimed {system} ({uid}) as machine {machine}", system=record.name, uid=record.uid, machine=machine_id
             )
@@ -208,6 +209,8 @@ class Launcher:
         launches = [Deferred.fromCoroutine(one(i, r)) for i, r in enumerate(claimed)]
         results = await DeferredList(launches, consumeErrors=True)
         failures = [r for _, r in results if isinstance(r, Failure)]
+        # A system left owned (and maybe running) matters more than the others' errors: say it first.
+        failures.sort(key=lambda f: not f.check(RollbackFailed))
         if failures:
             for extra in failures[1:]:
                 _log.warn("another launch failed too: {error}", error=str(extra.value))

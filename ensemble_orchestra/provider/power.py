@@ -13,7 +13,7 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..cobbler import CobblerClient, CobblerError, CobblerTimeout
+from ..cobbler import CobblerClient, CobblerError, CobblerPowerError, CobblerTimeout, CobblerUnavailable
 from ..schedule import Schedule
 from .errors import PowerError
 
@@ -75,8 +75,11 @@ class PowerController:
             try:
                 if await self._client.power(name, "status") is on:
                     return
-            except CobblerError as error:
+            except (CobblerPowerError, CobblerUnavailable) as error:  # the BMC or Cobbler may answer next time
                 _log.warn("power status of {name} failed: {error}", name=name, error=str(error))
+            except CobblerError as error:  # credentials, a vanished system: polling cannot fix it
+                why = self._why(error)
+                raise PowerError(f"could not read the power of {name}: {why}", name, retryable=False) from None
             if not await run.wait():
                 state = "on" if on else "off"
                 raise PowerError(

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.logger import Logger
 
-from ..cobbler import CobblerClient, CobblerError, CobblerNotFound
-from ..storage import StorageError
+from ..cobbler import CobblerClient, CobblerNotFound
+from ..errors import EnsembleError
 from .claims import ClaimRegistry
-from .errors import ProviderError, ReleaseFailed
+from .errors import ReleaseFailed
 from .ownership import OrchestraMachine, Pool
 from .power import PowerController
 
@@ -73,10 +73,11 @@ class Releaser:
 
         async def one(machine: OrchestraMachine) -> None:
             try:
-                released.append(await self.shutdown_machine(machine))
-            except CobblerNotFound:
-                await self._claims.release(machine.instance_id)  # gone from Cobbler: nothing left to hold
-            except (CobblerError, ProviderError, StorageError) as error:
+                try:
+                    released.append(await self.shutdown_machine(machine))
+                except CobblerNotFound:
+                    await self._claims.release(machine.instance_id)  # gone from Cobbler: nothing left to hold
+            except EnsembleError as error:
                 failures[machine.system_name] = error
 
         await gatherResults([self._limit.run(one, m) for m in machines], consumeErrors=True)

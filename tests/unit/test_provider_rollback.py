@@ -177,3 +177,21 @@ def test_cancelling_while_claiming_drops_the_markers_already_won(make_world) -> 
     with pytest.raises(CancelledError):
         world.run(batch)
     assert world.claims() == []
+
+
+def test_cancelling_while_the_ownership_edit_is_in_flight_returns_the_system_to_the_pool(make_world) -> None:
+    """Ctrl-C while Cobbler is applying the ownership edit (it answers 1 s later): the edit may have been
+    applied, so the rollback writes the system back to the pool; nothing stays owned without a marker."""
+    world = make_world(systems=1, latency=1.0)
+    alpha = world.provider()
+    batch = world.start(alpha.start_machines([world.machine("1")]))
+    for _ in range(1000):  # bounded: 10 s of fake time
+        if world.cobbler.calls["xapi_object_edit"]:
+            break
+        world.wait(0.01)
+    assert world.cobbler.calls["xapi_object_edit"] == 1 and not batch.called  # the edit is in flight
+    batch.cancel()
+    with pytest.raises(CancelledError):
+        world.run(batch)
+    [name] = world.cobbler.systems
+    assert world.owned_by("alpha") == [] and world.claims() == [] and world.in_pool(name)
