@@ -27,7 +27,7 @@ from .network import LabNetwork
 __all__ = ["LabNamespace", "add_namespace", "remove_namespace", "veth_name"]
 
 INSIDE_NAME = "eth0"  # the namespace's end of the veth
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,12 @@ def add_namespace(
     A namespace of that name left behind is replaced. On any failure what was made is removed again.
     """
     ip = ip or IpCommand()
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise NetworkError(f"namespace name {name!r}: use up to 32 lowercase letters, digits and '-'")
-    wanted = IPv4Address(str(address))
+    try:
+        wanted = IPv4Address(str(address))
+    except ValueError:
+        raise NetworkError(f"{address!r} is not an IPv4 address of the lab subnet {network.subnet}") from None
     if wanted not in network.subnet or wanted in (
         network.subnet.network_address,
         network.subnet.broadcast_address,

@@ -257,7 +257,9 @@ def test_namespace_names_and_addresses_are_checked_before_any_ip_call() -> None:
     for address in ("10.251.7.1", "10.251.7.0", "10.251.7.255", "10.251.8.2"):
         with pytest.raises(NetworkError, match=f"{address} is not a system address of the lab subnet 10.251.7.0/24"):
             add_namespace(network, "a", address, ip=ip)
-    for name in ("A", "-a", "a b", "a" * 33):
+    with pytest.raises(NetworkError, match="'node' is not an IPv4 address of the lab subnet 10.251.7.0/24"):
+        add_namespace(network, "a", "node", ip=ip)
+    for name in ("A", "-a", "a b", "a" * 33, "a\n"):
         with pytest.raises(NetworkError, match="namespace name"):
             add_namespace(network, name, "10.251.7.2", ip=ip)
     assert ip.calls == []
