@@ -98,7 +98,8 @@ class CobblerTimeout(CobblerUnavailable):
 
 
 class CobblerTLSError(CobblerError):
-    """The server's certificate was not trusted: fatal (fix the CA bundle, never retry around it)."""
+    """TLS failed: the certificate names another host, is not trusted, or the port does not speak TLS.
+    Fatal: the message says which setting to change; never retried around."""
 
 
 class CobblerPowerError(CobblerError):
@@ -242,6 +243,7 @@ def error_from_http_status(code: int, method: str, url: str) -> CobblerError:
 TRANSPORT_ERRORS: dict[FailureKind, type[CobblerError]] = {
     FailureKind.TLS_NAME: CobblerTLSError,
     FailureKind.TLS_UNTRUSTED: CobblerTLSError,
+    FailureKind.TLS_HANDSHAKE: CobblerTLSError,
     FailureKind.NOT_SENT: CobblerUnavailable,
     FailureKind.TIMEOUT: CobblerTimeout,
     FailureKind.LOST: CobblerUnavailable,
@@ -256,11 +258,7 @@ def error_from_failure(exc: BaseException, method: str, url: str, timeout: float
     if failure is None:
         return CobblerError(f"talking to Cobbler at {url} failed: {type(exc).__name__}: {exc}", method=method)
     error = TRANSPORT_ERRORS[failure.kind]
-    if failure.is_tls:
-        return error(failure.tls_message("Cobbler", "cobbler-api-url"), method=method)
-    timed_out = failure.kind is FailureKind.TIMEOUT and timeout is not None
-    detail = f"after {timeout:g}s" if timed_out else type(exc).__name__
-    message = f"Cobbler at {url} unavailable: {failure.kind.value} ({detail})"
+    message = failure.message("Cobbler", "POST", "cobbler-api-url")
     if issubclass(error, CobblerUnavailable):
         return error(message, method=method, request_sent=failure.request_sent)
     return error(message, method=method)

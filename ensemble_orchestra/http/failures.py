@@ -32,13 +32,17 @@ class FailureKind(enum.Enum):
 
     TLS_NAME = "the certificate does not name the host"  # fatal: wrong URL or wrong certificate
     TLS_UNTRUSTED = "the certificate is not trusted"  # fatal: a CA bundle is missing
+    TLS_HANDSHAKE = "the TLS handshake failed"  # fatal: often an https URL on a plain-http port
     NOT_SENT = "could not connect"  # retryable; the request never left, so even a non-idempotent call may be resent
     TIMEOUT = "timed out"  # retryable; the server may still be working on it
     LOST = "connection lost"  # retryable; whether the server acted is unknown
 
     @property
     def retryable(self) -> bool:
-        return self not in (FailureKind.TLS_NAME, FailureKind.TLS_UNTRUSTED)
+        return self not in _TLS_KINDS
+
+
+_TLS_KINDS = (FailureKind.TLS_NAME, FailureKind.TLS_UNTRUSTED, FailureKind.TLS_HANDSHAKE)
 
 
 def _tls_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -59,7 +63,7 @@ FAILURE_TABLE: tuple[tuple[tuple[type[BaseException], ...], FailureKind], ...] =
         (net_error.ConnectionRefusedError, net_error.DNSLookupError, net_error.ConnectError, web_client.RequestNotSent),
         FailureKind.NOT_SENT,
     ),
-    ((defer.TimeoutError, defer.CancelledError), FailureKind.TIMEOUT),
+    ((defer.TimeoutError,), FailureKind.TIMEOUT),  # our deadline (http.deadline); a caller's cancel is no failure
     (
         (
             web_client.ResponseNeverReceived,
@@ -106,7 +110,7 @@ class NetworkFailure:
 
     @property
     def is_tls(self) -> bool:
-        return self.kind in (FailureKind.TLS_NAME, FailureKind.TLS_UNTRUSTED)
+        return self.kind in _TLS_KINDS
 
     def tls_message(self, what: str, url_key: str) -> str:
         """One line for a TLS failure: *what* is the server ("Cobbler", "the storage"), *url_key* the setting naming it.
@@ -120,10 +124,24 @@ class NetworkFailure:
                 f" set {url_key} to a name the certificate is issued for, or give the server a certificate"
                 f" for {self.hostname}; not retried"
             )
+        if self.kind is FailureKind.TLS_HANDSHAKE:
+            return (
+                f"the TLS handshake with {what} at {self.url} failed ({self.detail}): check that {url_key} names"
+                " an https port (or use http://); not retried"
+            )
         return (
             f"the TLS certificate of {what} at {self.url} is not trusted ({self.detail}): if a private CA signed"
             " it, name that CA bundle (PEM) in the environment's ca-bundle; not retried"
         )
+
+    def message(self, what: str, method: str, url_key: str) -> str:
+        """One line for the user, the same for every boundary: *what* the server is ("Cobbler", "the storage"),
+        *method* the HTTP method that failed, *url_key* the setting naming the server."""
+        if self.is_tls:
+            return self.tls_message(what, url_key)
+        if self.kind is FailureKind.TIMEOUT and self.timeout is not None:
+            return f"{what} is unavailable: no answer to {method} {self.url} within {self.timeout:g}s"
+        return f"{what} is unavailable: {method} {self.url} failed: {self.detail}"
 
 
 def _detail(exc: BaseException) -> str:
@@ -134,10 +152,14 @@ def _detail(exc: BaseException) -> str:
 
 
 def classify(exc: BaseException, url: str, timeout: float | None = None) -> NetworkFailure | None:
-    """The failure *exc* means for a request to *url*; None if it is not a transport failure at all."""
+    """The failure *exc* means for a request to *url*; None if it is not a transport failure at all (or a cancel)."""
     causes = list(reasons(exc))
+    if any(isinstance(cause, defer.CancelledError) for cause in causes):
+        return None  # a caller's cancel (Ctrl-C): cleanup, not an error to report or retry
     for types, kind in FAILURE_TABLE:
         for cause in causes:
             if isinstance(cause, types):
+                if kind is FailureKind.TLS_UNTRUSTED and "certificate verify failed" not in str(cause):
+                    kind = FailureKind.TLS_HANDSHAKE  # pyOpenSSL raises one class for every handshake failure
                 return NetworkFailure(kind, url, _detail(cause), timeout)
     return None

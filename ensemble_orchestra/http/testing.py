@@ -89,6 +89,8 @@ def failure_examples() -> list[tuple[BaseException, FailureKind]]:
             exc: BaseException
             if exc_type in wrappers:
                 exc = exc_type([])
+            elif kind is FailureKind.TLS_UNTRUSTED:
+                exc = exc_type([("SSL routines", "", "certificate verify failed")])
             elif exc_type is client.PartialDownloadError:
                 exc = exc_type(200, b"body truncated", b"")
             else:

@@ -9,8 +9,6 @@ check.
 
 from __future__ import annotations
 
-from twisted.internet import defer
-
 from ..errors import EnsembleError
 from ..http.failures import FailureKind, classify
 
@@ -57,7 +55,8 @@ class StorageUnavailable(StorageError):
 
 
 class StorageTLSError(StorageError):
-    """The storage's TLS certificate could not be verified against the trusted CAs."""
+    """TLS with the storage failed: the certificate names another host or is not trusted, or the port does not
+    speak TLS. Fatal: the message says which setting to change."""
 
 
 # HTTP status -> class; statuses not listed fall back by range (see error_for_status).
@@ -104,6 +103,7 @@ def error_for_status(status: int, method: str, url: str) -> StorageError:
 TRANSPORT_ERRORS: dict[FailureKind, type[StorageError]] = {
     FailureKind.TLS_NAME: StorageTLSError,
     FailureKind.TLS_UNTRUSTED: StorageTLSError,
+    FailureKind.TLS_HANDSHAKE: StorageTLSError,
     FailureKind.NOT_SENT: StorageUnavailable,
     FailureKind.TIMEOUT: StorageUnavailable,
     FailureKind.LOST: StorageUnavailable,
@@ -116,19 +116,5 @@ def error_for_exception(exc: BaseException, method: str, url: str, timeout: floa
         return exc
     failure = classify(exc, url, timeout)
     if failure is None:
-        return StorageError(f"{method} {url} failed: {_reason(exc)}", url=url)
-    error = TRANSPORT_ERRORS[failure.kind]
-    if failure.is_tls:
-        return error(failure.tls_message("the storage", "storage-url"), url=url)
-    if isinstance(exc, defer.TimeoutError) and timeout is not None:
-        return error(f"the storage is unavailable: no answer to {method} {url} within {timeout:g}s", url=url)
-    return error(f"the storage is unavailable: {method} {url} failed: {_reason(exc)}", url=url)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short cause, unwrapping Twisted's lists of Failures."""
-    reasons = getattr(exc, "reasons", None)
-    if reasons:
-        return "; ".join(_reason(getattr(r, "value", r)) for r in reasons)
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return StorageError(f"{method} {url} failed: {type(exc).__name__}: {exc}", url=url)
+    return TRANSPORT_ERRORS[failure.kind](failure.message("the storage", method, "storage-url"), url=url)

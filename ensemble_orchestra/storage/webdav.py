@@ -38,6 +38,7 @@ from ..http.agent import make_agent
 from ..http.body import BytesBody, read_body
 from ..http.deadline import within
 from ..http.digest import Credentials, HTTPAuthAgent, InsecureAuthRefused
+from ..http.failures import classify
 from ..interfaces import IFileStorage
 from ..secret import Secret
 from .errors import StorageAuthError, StorageError, error_for_exception, error_for_status
@@ -339,7 +340,8 @@ class WebDAVStorage:
             except defer.CancelledError:
                 raise  # our caller's cancel, not a storage fault
             except Exception as exc:
-                if resend and attempt == 1 and isinstance(exc, _RESENDABLE):
+                failure = classify(exc, url)
+                if resend and attempt == 1 and isinstance(exc, _RESENDABLE) and failure and failure.retryable:
                     log.debug("{method} {url} got no answer, sending it again", method=method, url=url)
                     continue
                 raise error_for_exception(exc, method, url, self._timeout) from exc

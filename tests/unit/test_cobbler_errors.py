@@ -219,7 +219,6 @@ def test_http_status_table(code: int, expected: type) -> None:
         (net_error.TCPTimedOutError(), False),
         (web_client.RequestNotSent(), False),
         (defer.TimeoutError(), None),
-        (defer.CancelledError(), None),
         (web_client.ResponseNeverReceived([Failure(net_error.ConnectionLost())]), None),
         (web_client.ResponseFailed([Failure(net_error.ConnectionDone())]), None),
         (ConnectionResetError(), None),
@@ -228,7 +227,7 @@ def test_http_status_table(code: int, expected: type) -> None:
 def test_transport_failures_are_unavailable(exc: BaseException, request_sent: bool | None) -> None:
     """Connection problems and timeouts are CobblerUnavailable; only connect failures prove nothing was sent."""
     error = error_from_failure(exc, "get_system", "http://127.0.0.1:1/RPC2", timeout=3)
-    timed_out = isinstance(exc, (defer.TimeoutError, defer.CancelledError))
+    timed_out = isinstance(exc, defer.TimeoutError)
     assert type(error) is (CobblerTimeout if timed_out else CobblerUnavailable)
     assert isinstance(error, CobblerUnavailable) and error.retryable
     assert error.request_sent is request_sent

@@ -46,9 +46,24 @@ def test_a_certificate_for_another_name_is_a_tls_failure_even_inside_a_lost_conn
 
 
 def test_an_untrusted_chain_says_to_set_the_ca_bundle() -> None:
-    untrusted = web_client.ResponseNeverReceived([Failure(SSL.Error([("SSL routines", "", "verify failed")]))])
+    verify_failed = SSL.Error([("SSL routines", "", "certificate verify failed")])
+    untrusted = web_client.ResponseNeverReceived([Failure(verify_failed)])
     for error in (error_from_failure(untrusted, "login", URL), error_for_exception(untrusted, "GET", URL)):
         assert not error.retryable and "ca-bundle" in str(error) and URL in str(error)
+
+
+def test_a_handshake_that_is_not_a_certificate_problem_says_to_check_the_port() -> None:
+    """An https URL on a plain-http port fails the handshake ('wrong version number'): not "add a CA bundle"."""
+    plain = web_client.ResponseNeverReceived([Failure(SSL.Error([("SSL routines", "", "wrong version number")]))])
+    assert classify(plain, URL).kind is FailureKind.TLS_HANDSHAKE  # type: ignore[union-attr]
+    for error in (error_from_failure(plain, "login", URL), error_for_exception(plain, "GET", URL)):
+        assert not error.retryable and "https port" in str(error) and "ca-bundle" not in str(error)
+
+
+def test_a_callers_cancel_is_not_a_network_failure() -> None:
+    """Ctrl-C must never look like a timeout to retry: the deadline's own cancel becomes TimeoutError in within()."""
+    assert classify(defer.CancelledError(), URL) is None
+    assert classify(web_client.ResponseNeverReceived([Failure(defer.CancelledError())]), URL) is None
 
 
 def test_only_connect_failures_prove_the_request_was_not_sent() -> None:
