@@ -100,7 +100,8 @@ class Recipe:
     # Nothing logs in on a container's console; apt and the block-device timers have no business here.
     masked_units: tuple[str, ...] = (
         "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
-        "getty@.service", "console-getty.service", "container-getty@.service", "serial-getty@.service",
+        "getty@.service", "getty-static.service", "console-getty.service", "container-getty@.service",
+        "serial-getty@.service",
     )  # fmt: skip
     version: int = field(default=RECIPE_VERSION)
 
@@ -276,7 +277,7 @@ def ensure_image(
         log = final.parent / f"{final.name}.build.log"
         log.unlink(missing_ok=True)
         if progress:
-            progress(f"building the lab's {recipe.suite} system image from {source} (once, ~90 s; log: {log})")
+            progress(f"building the lab's {recipe.suite} system image from {source} (once, ~60 s; log: {log})")
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.build-", dir=final.parent))
         try:
             started = time.monotonic()

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -245,6 +246,24 @@ def test_a_failed_build_leaves_no_image_and_no_build_tree_but_its_log(tmp_path: 
     # The next try builds afresh.
     build = FakeBuild()
     assert ensure_image(tmp_path, mirror="http://m/", build=build).is_dir() and build.calls == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_a_failed_build_unmounts_what_it_left_mounted_before_removing_its_tree(tmp_path: Path) -> None:
+    """debootstrap killed mid-way leaves /proc and /sys mounted in its target: never delete through a mount."""
+    build_trees: list[Path] = []
+
+    def build(recipe: Recipe, mirror: str, rootfs: Path, log: Path) -> None:
+        (rootfs / "proc").mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "lab-test", str(rootfs / "proc")], check=True)
+        (rootfs / "proc/inside-the-mount").write_text("x")
+        build_trees.append(rootfs.parent)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ensure_image(tmp_path, mirror="http://m/", build=build)
+    assert system_image.mounts_under(tmp_path) == []
+    assert not build_trees[0].exists()
 
 
 def test_a_crashed_builders_tree_is_removed_before_building(tmp_path: Path) -> None:
