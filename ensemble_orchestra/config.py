@@ -8,6 +8,7 @@ print them.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ import yaml
 
 from .errors import UsageError
 from .home import environments_file
-from .http.agent import pem_certificates
+from .http.agent import CABundleError, read_ca_bundle
 from .secret import Secret
 
 __all__ = [
@@ -203,7 +204,7 @@ def _scalar(raw: Mapping[str, Any], key: Key, source: Path | None, env: str) -> 
         # Defaults written "<other-key>..." are derived from other keys below.
         return None if isinstance(key.default, str) and "<" in key.default else key.default
     if key.kind in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise _fail(source, env, key.name, f"must be a positive number (got {_shown(key, value)})")
         return key.kind(value)
     if isinstance(value, (dict, list, bool)) or (key.secret and not isinstance(value, (str, int))):
@@ -221,7 +222,10 @@ def _shown(key: Key, value: Any) -> str:
 def _check_url(value: str, key: str, source: Path | None, env: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fail(source, env, key, f"must be an http:// or https:// URL (got {value!r})")
+        shown = value if "@" not in parts.netloc else "a URL with user information"
+        raise _fail(source, env, key, f"must be an http:// or https:// URL (got {shown!r})")
+    if "@" in parts.netloc:  # the URL is named in every error: credentials in it would be printed
+        raise _fail(source, env, key, "must not carry a user or password: use the -user and -pass keys")
     return value
 
 
@@ -294,13 +298,9 @@ def parse_orchestra(
         if not ca_bundle.is_file():
             raise _fail(source, env, "ca-bundle", f"names {ca_bundle}, which is not a file")
         try:
-            certificates = pem_certificates(ca_bundle.read_bytes())
-        except OSError as error:
-            why = f"names {ca_bundle}, which cannot be read ({error.strerror})"
-            raise _fail(source, env, "ca-bundle", why) from None
-        if not certificates:
-            why = f"names {ca_bundle}, which holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-            raise _fail(source, env, "ca-bundle", why)
+            read_ca_bundle(ca_bundle)
+        except CABundleError as error:
+            raise _fail(source, env, "ca-bundle", f"names an unusable file: {error}") from None
 
     return OrchestraConfig(
         environment=env,

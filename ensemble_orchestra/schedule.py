@@ -9,6 +9,7 @@ is refused, so no wait in the project can be endless. Time comes from an injecte
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
@@ -30,8 +31,9 @@ class Schedule:
             raise ValueError("a schedule whose last delay repeats needs a timeout")
         if self.repeat and not self.delays:
             raise ValueError("a repeating schedule needs at least one delay")
-        if any(d < 0 for d in self.delays) or (self.timeout is not None and self.timeout < 0):
-            raise ValueError(f"delays and timeout must not be negative: {self}")
+        bounds = (*self.delays, *(() if self.timeout is None else (self.timeout,)))
+        if not all(0 <= b < math.inf for b in bounds):  # NaN fails this too: a NaN bound never ends a wait
+            raise ValueError(f"delays and timeout must be finite and not negative: {self}")
 
     @classmethod
     def exponential(

@@ -7,6 +7,7 @@ for them), before anything talks to a server: a bad constraint is a usage error 
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from twisted.internet.defer import CancelledError
@@ -23,6 +24,17 @@ __all__ = ["WAIT_POLLS", "WaitTimeout", "add_parser", "run"]
 WAIT_POLLS = (1.0, 1.0, 2.0, 2.0, 5.0)  # seconds between install checks; the last repeats up to --wait-timeout
 
 
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above zero (a NaN or infinite bound would never end a wait)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, not {text!r}")
+    return value
+
+
 class WaitTimeout(ProviderError):
     """`bootstrap --wait` gave up: the machine is bootstrapped, its install did not finish in time."""
 
@@ -34,7 +46,10 @@ def add_parser(
     boot.add_argument("--constraints", default="", help='e.g. "arch=amd64 orchestra-classes=rack1"')
     boot.add_argument("--wait", action="store_true", help="return only when the machine finished installing")
     boot.add_argument(
-        "--wait-timeout", type=float, default=3600.0, help="seconds --wait waits for the install (default %(default)g)"
+        "--wait-timeout",
+        type=_positive_seconds,
+        default=3600.0,
+        help="seconds --wait waits for the install (default %(default)g)",
     )
     boot.set_defaults(run=run)
 

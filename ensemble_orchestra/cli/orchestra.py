@@ -9,9 +9,11 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import __version__
 from ..cobbler import CobblerClient
+from ..http.agent import read_ca_bundle
 from ..lab.lab import Lab, LabStatus
 from ..lab.layout import DEFAULT_BASE_PORT, DEFAULT_SYSTEMS, LabSpec, default_lab_dir
 from ..lab.programs.system_files import SYSTEM_KINDS
@@ -181,20 +183,19 @@ def _password(user: str) -> Secret:
 
 
 def _setup_server(args: argparse.Namespace) -> int:
-    if not args.cobbler.startswith(("http://", "https://")):
-        raise UsageError(f"--cobbler must be an http:// or https:// URL, not {args.cobbler!r}")
+    cobbler = urlsplit(args.cobbler)
+    if cobbler.scheme not in ("http", "https") or not cobbler.hostname or "@" in cobbler.netloc:
+        shown = args.cobbler if "@" not in cobbler.netloc else "a URL with user information"
+        raise UsageError(f"--cobbler must be an http:// or https:// URL without user or password, not {shown!r}")
     if args.available_class == args.acquired_class:
         raise UsageError("--available-class and --acquired-class must differ")
-    if args.ca_bundle is not None and not args.ca_bundle.is_file():
-        raise UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
+    if args.ca_bundle is not None:
+        read_ca_bundle(args.ca_bundle)  # CABundleError (exit 2) names the file
     kit = load_kit()
     password = _password(args.user)
     from twisted.internet import reactor
 
-    try:
-        client = CobblerClient(args.cobbler, args.user, password, reactor, ca_bundle=args.ca_bundle)
-    except ValueError as exc:  # e.g. a CA bundle without a certificate
-        raise UsageError(str(exc)) from None
+    client = CobblerClient(args.cobbler, args.user, password, reactor, ca_bundle=args.ca_bundle)
 
     async def body(_: Any) -> SetupReport:
         try:

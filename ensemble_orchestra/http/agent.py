@@ -13,7 +13,9 @@ from pathlib import Path
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
-__all__ = ["IDLE_CONNECTION_S", "make_agent", "pem_certificates"]
+from ..errors import UsageError
+
+__all__ = ["IDLE_CONNECTION_S", "CABundleError", "make_agent", "read_ca_bundle"]
 
 # Below Apache's default KeepAliveTimeout (5 s), so we drop an idle connection before the server does
 # (a request sent on a connection the server is closing at that moment gets no answer, and Twisted
@@ -23,9 +25,25 @@ IDLE_CONNECTION_S = 4
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
-def pem_certificates(data: bytes) -> list[bytes]:
-    """The PEM certificate blocks of a CA bundle's bytes (anything between them is ignored, as OpenSSL does)."""
-    return _PEM_CERT.findall(data)
+class CABundleError(UsageError):
+    """A CA bundle that cannot be used; the message names the file."""
+
+
+def read_ca_bundle(path: str | Path) -> list[bytes]:
+    """The PEM certificate blocks of the CA bundle *path* (text between them is ignored, as OpenSSL does).
+
+    The one check of a CA bundle, for every place that takes one (environments.yaml, setup-server, agents).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CABundleError(f"{path}: no such file") from None
+    except OSError as error:
+        raise CABundleError(f"{path} cannot be read ({error.strerror})") from None
+    blocks: list[bytes] = _PEM_CERT.findall(data)
+    if not blocks:
+        raise CABundleError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return blocks
 
 
 def make_agent(
@@ -45,9 +63,7 @@ def make_agent(
     """
     trust_root = None
     if ca_bundle is not None:
-        blocks = pem_certificates(Path(ca_bundle).read_bytes())
-        if not blocks:
-            raise ValueError(f"no PEM certificate in the CA bundle {ca_bundle}")
+        blocks = read_ca_bundle(ca_bundle)
         trust_root = trustRootFromCertificates([Certificate.loadPEM(b) for b in blocks])
     pool = HTTPConnectionPool(reactor, persistent=persistent)
     pool.maxPersistentPerHost = max_per_host

@@ -67,3 +67,14 @@ def test_console_scripts_in_setup_cfg_resolve_to_main() -> None:
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), target
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "soon"])
+def test_a_wait_timeout_that_could_never_end_or_is_no_number_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--wait-timeout bounds the wait: NaN and infinity would never end it, and a negative one used to be a
+    ValueError traceback after the machine was already bootstrapped. Refused before anything runs."""
+    with pytest.raises(SystemExit) as exit_:
+        ensemble.main(["bootstrap", "--wait", "--wait-timeout", value])
+    assert exit_.value.code == 2 and "--wait-timeout" in capsys.readouterr().err

@@ -64,6 +64,10 @@ def test_defaults_derive_from_the_server_and_user() -> None:
         ),
         ({"authorized-keys": None}, "authorized-keys", "ssh-keygen"),
         ({"ca-bundle": "/nonexistent.pem"}, "ca-bundle", "not a file"),
+        ({"power-timeout": float("nan")}, "power-timeout", "positive number"),  # a NaN bound never ends a wait
+        ({"power-timeout": float("inf")}, "power-timeout", "positive number"),
+        ({"storage-url": "https://dav:s3cret-pass@orchestra/webdav"}, "storage-url", "must not carry a user"),
+        ({"cobbler-api-url": "ftp://u:s3cret-pass@orchestra/x"}, "cobbler-api-url", "user information"),
         ({"ca-bundle": "/etc/hostname"}, "ca-bundle", "holds no PEM certificate"),
         ({"ca-bundle": "/bin/true"}, "ca-bundle", "holds no PEM certificate"),  # binary
         ({"orchestra-passwd": "x"}, "orchestra-passwd", "not an orchestra setting"),

@@ -63,6 +63,9 @@ def test_wait_sleeps_on_the_injected_clock() -> None:
         {"delays": (1.0,)},  # repeats, no bound: could wait forever
         {"delays": (), "timeout": 5.0},  # repeats nothing
         {"delays": (-1.0,), "timeout": 5.0},
+        {"delays": (1.0,), "timeout": float("nan")},  # comparisons with NaN are all False: it would never end
+        {"delays": (1.0,), "timeout": float("inf")},
+        {"delays": (float("nan"),), "repeat": False},
     ],
 )
 def test_unbounded_or_malformed_schedules_are_refused(kwargs: dict) -> None:

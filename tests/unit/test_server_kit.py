@@ -292,6 +292,8 @@ def test_no_password_without_a_terminal_is_a_usage_error(
     [
         (["--cobbler", "cobbler.test", "--user", "u"], "http:// or https://"),
         (["--cobbler", URL, "--user", "u", "--ca-bundle", "/nonexistent/ca.pem"], "no such file"),
+        (["--cobbler", URL, "--user", "u", "--ca-bundle", "/etc/hostname"], "holds no PEM certificate"),
+        (["--cobbler", "https://u:hunter2@cobbler.test/RPC2", "--user", "u"], "without user or password"),
         (["--cobbler", URL, "--user", "u", "--acquired-class", DEFAULT_AVAILABLE_CLASS], "must differ"),
     ],
 )
@@ -301,4 +303,4 @@ def test_bad_url_ca_bundle_or_classes_are_usage_errors(
     monkeypatch.setenv(orchestra.PASSWORD_ENV, "secret-pw")
     assert orchestra.main(["setup-server", *argv]) == 2
     err = capsys.readouterr().err
-    assert message in err and "secret-pw" not in err
+    assert message in err and "secret-pw" not in err and "hunter2" not in err
