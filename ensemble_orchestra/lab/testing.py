@@ -12,6 +12,7 @@ from typing import Any
 from .lab import Lab
 from .layout import LAB_HOST, LabLayout, LabSpec
 from .ports import port_free
+from .programs.system_files import power_on_ignored_flag
 from .seed import LabCobbler
 
 __all__ = ["RunningLab", "free_base_port", "start_lab"]
@@ -64,6 +65,15 @@ class RunningLab:
         """Point *name*'s power settings at a UDP port of the lab's plan that nothing listens on."""
         dead = f"ipport={self.spec.base_port + 19}\nlanplus=1\ncipher=3"
         self.cobbler().xapi_object_edit("system", name, "edit", {"power_options": dead}, self.token())
+
+
+    def make_bmc_ignore_power_on(self, name: str, ignore: bool = True) -> None:
+        """*name*'s BMC accepts "power on" but the server never comes up (it reports off, truthfully)."""
+        flag = power_on_ignored_flag(self.system_dir(name))
+        if ignore:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
 
 
 def start_lab(root: Path, systems: int = 8, env_name: str | None = None, **spec_fields: Any) -> RunningLab:

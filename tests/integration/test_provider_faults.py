@@ -282,9 +282,14 @@ async def test_cancelling_a_batch_launch_releases_every_system(make_provider, la
 
 
 def _never_reports_on(provider: Any) -> None:
-    """Until an off goes out, every power status the provider reads says off: a BMC that accepts "on" (the
-    real BMC powers the system on, its installer runs) but never reports it. The real lab BMC, fence_ipmilan
-    and Cobbler do every power action; only what the provider is told of the status is rewritten."""
+    """Until an off goes out, every power status the provider reads says off: a BMC whose status lies.
+
+    Why not a lab BMC that lies: fence_ipmilan reads the status before an "off" and sends nothing when it
+    says off, so a server behind a lying BMC cannot be powered off through Cobbler at all (measured on the
+    lab). These drills therefore let the real BMC, fence_ipmilan and Cobbler do every power action and
+    rewrite only what the provider is told of the status; ``test_a_bmc_that_ignores_power_on_…`` below is
+    the drill with a real misbehaving BMC.
+    """
     real, off_sent = provider.client.power, set()
 
     async def power(name: str, operation: str) -> bool:
@@ -301,10 +306,13 @@ def _running(lab: RunningLab, name: str) -> bool:
     return bmc.power_is_on(lab.system_dir(name))
 
 
-async def _until_power_on_sent(seen: list[str]) -> None:
-    while "powering on" not in seen:
+async def _until_running(lab: RunningLab, name: str, launch: defer.Deferred, within: float = 30.0) -> None:
+    """Wait (bounded) until the real server runs: the power-on went out and the BMC acted on it."""
+    deadline = time.monotonic() + within
+    while not _running(lab, name):
+        assert not launch.called, "the launch ended before the system was powered on"
+        assert time.monotonic() < deadline, f"{name} did not start within {within:g} s"
         await deferLater(_reactor(), 0.1, lambda: None)
-    await deferLater(_reactor(), 1.5, lambda: None)  # the on went out and was done; confirmation is polling
 
 
 @pytest_twisted.ensureDeferred
@@ -333,11 +341,8 @@ async def test_ctrl_c_during_power_confirmation_powers_the_system_off(make_provi
     victim = lab.spec.system(5)
     provider = make_provider(**{"power-timeout": 30})
     _never_reports_on(provider)
-    seen: list[str] = []
-    provider.progress = lambda phase, detail: seen.append(phase)
     launch = provider.start_machines([_data("8", **{"orchestra-name": victim.name})])
-    await _until_power_on_sent(seen)
-    assert _running(lab, victim.name)
+    await _until_running(lab, victim.name, launch)
     launch.cancel()
     await _raises(defer.CancelledError, launch)
     assert not _running(lab, victim.name)
@@ -356,11 +361,9 @@ async def test_a_system_that_cannot_be_powered_off_stays_owned_and_the_error_say
     saved_options = lab.cobbler().get_system(victim.name)["power_options"]
     provider = make_provider(**{"power-timeout": 4})
     _never_reports_on(provider)
-    seen: list[str] = []
-    provider.progress = lambda phase, detail: seen.append(phase)
     launch = provider.start_machines([_data("9", **{"orchestra-name": victim.name})])
     try:
-        await _until_power_on_sent(seen)
+        await _until_running(lab, victim.name, launch)
         await deferToThread(lab.make_bmc_unreachable, victim.name)
         error = await _raises(RollbackFailed, launch)
         message = str(error)
@@ -372,3 +375,33 @@ async def test_a_system_that_cannot_be_powered_off_stays_owned_and_the_error_say
         lab.cobbler().xapi_object_edit("system", victim.name, "edit", {"power_options": saved_options}, lab.token())
     released = await provider.destroy_environment()
     assert [m.system_name for m in released] == [victim.name] and not _running(lab, victim.name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bmc_that_ignores_power_on_gets_an_off_before_the_system_returns(
+    make_provider, lab: RunningLab
+) -> None:
+    """Defect 4 with a real misbehaving BMC: it accepts "on", the server never comes up (fence_ipmilan waits
+    for it in vain). Power was touched, so the rollback sends "off" and confirms it before the system goes
+    back to the pool (the server might still come up late); with the old rollback no "off" was ever sent."""
+    victim = lab.spec.system(2)
+    lab.make_bmc_ignore_power_on(victim.name)
+    try:
+        provider = make_provider(**{"power-timeout": 4})
+        asked: list[str] = []
+        real = provider.client.power
+
+        async def recorded(name: str, operation: str) -> bool:  # observes, changes nothing
+            asked.append(operation)
+            return await real(name, operation)
+
+        provider.client.power = recorded
+        error = await _raises(PowerError, provider.start_machines([_data("6", **{"orchestra-name": victim.name})]))
+        assert error.system == victim.name
+        assert "on" in asked and "off" in asked[asked.index("on") :]  # the off came after the on
+        assert asked[-1] == "status"  # ...and was confirmed
+        assert not _running(lab, victim.name)
+        record = lab.cobbler().get_system(victim.name)
+        assert record["mgmt_classes"] == [AVAILABLE_CLASS] and ENV_KEY not in record["autoinstall_meta"]
+    finally:
+        lab.make_bmc_ignore_power_on(victim.name, False)

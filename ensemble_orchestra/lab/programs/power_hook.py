@@ -21,7 +21,7 @@ from typing import Any
 
 from . import qemu_system
 from .processes import running_pid, start_process, stop_process
-from .system_files import console_log, load_settings, system_pid_file
+from .system_files import console_log, load_settings, power_on_ignored_flag, system_pid_file
 
 __all__ = ["PROCESS_SYSTEM", "is_on", "main", "power_off", "power_on"]
 
@@ -86,6 +86,8 @@ def _get(system_dir: Path, name: str) -> str:
 def _set(system_dir: Path, name: str, value: str) -> None:
     if name == "power" and value in ("0", "1"):
         if value == "1":
+            if power_on_ignored_flag(system_dir).exists():  # a fault drill: accepted, and nothing happens
+                return
             power_on(system_dir)
         else:
             power_off(system_dir)

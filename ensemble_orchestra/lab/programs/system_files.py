@@ -64,6 +64,11 @@ def nocloud_seed(system_dir: Path) -> Path:
     return disk_dir(system_dir) / "var" / "lib" / "cloud" / "seed" / "nocloud-net"
 
 
+def power_on_ignored_flag(system_dir: Path) -> Path:
+    """Fault drills: while this file exists the BMC accepts "power on" but the server never comes up."""
+    return system_dir / "bmc-ignores-power-on"
+
+
 def load_settings(system_dir: Path) -> dict[str, Any]:
     """``system.json`` if present, else no settings (a process system that boots from disk).
 
