@@ -116,7 +116,7 @@ class IProviderMachine(Interface):
 
 
 class IMachineProvider(Interface):
-    """Ensemble's machine provider contract; every method returns a Deferred.
+    """Ensemble's machine provider contract; every method that may wait returns a Deferred (see the module).
 
     bootstrap and start_machine claim capacity and must release it again on any
     failure; shutdown and destroy are idempotent and report every failure at the
