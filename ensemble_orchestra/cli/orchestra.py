@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         default="process",
         help="what a BMC power on starts: a process system, or a QEMU VM that PXE-boots (default %(default)s)",
     )
+    # Renamed in 0.2 ("machine" means the Ensemble machine); kept hidden so existing scripts keep working.
+    up.add_argument("--machines", dest="system_kind", choices=SYSTEM_KINDS, help=argparse.SUPPRESS)
     up.add_argument("--env-name", default="lab", help="environment written to environments.yaml (default %(default)s)")
     up.add_argument("--no-env", action="store_true", help="do not write environments.yaml")
 

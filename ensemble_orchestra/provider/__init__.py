@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .orchestra import OrchestraProvider
 
 __all__ = ["create_orchestra_provider"]
 
 
 def create_orchestra_provider(
     environment: str, raw_config: Mapping[str, Any], reactor: Any, source: Path | None = None
-):  # type: ignore[no-untyped-def]
+) -> OrchestraProvider:
     """Validate an orchestra environment and build its provider (Cobbler client + WebDAV storage)."""
     from ..cobbler import CobblerClient
     from ..config import parse_orchestra

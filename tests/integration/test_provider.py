@@ -9,7 +9,6 @@ import pytest_twisted
 import yaml
 from zope.interface.verify import verifyObject
 
-from ensemble_orchestra.cloudinit import render_user_data  # noqa: F401 - documents where user data comes from
 from ensemble_orchestra.interfaces import IMachineProvider, IProviderMachine
 from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.seed import ACQUIRED_CLASS, AVAILABLE_CLASS

@@ -18,8 +18,7 @@ import pytest
 from twisted.internet.defer import CancelledError
 
 from ensemble_orchestra.cobbler import CobblerError
-from ensemble_orchestra.errors import EnsembleError
-from ensemble_orchestra.provider.errors import PowerError
+from ensemble_orchestra.provider.errors import PowerError, RollbackFailed
 
 
 def _never_confirmed(world) -> None:  # type: ignore[no-untyped-def]
@@ -88,7 +87,7 @@ def test_a_system_that_cannot_be_powered_off_stays_owned_and_the_error_says_so(m
     fault(world)
     world.cobbler.failing_power["node001"].add("off")
     alpha = world.provider(**{"power-timeout": 30})
-    with pytest.raises(EnsembleError) as caught:
+    with pytest.raises(RollbackFailed) as caught:
         world.run(alpha.start_machine(world.machine("1")))
     message = str(caught.value)
     assert "node001" in message and "owned" in message and "destroy-environment" in message, message
@@ -108,7 +107,7 @@ def test_a_bootstrap_whose_machine_cannot_be_powered_off_keeps_its_state(make_wo
     _never_confirmed(world)
     world.cobbler.failing_power["node001"] = {"off"}
     alpha = world.provider(**{"power-timeout": 30})
-    with pytest.raises(EnsembleError, match="owned.*destroy-environment"):
+    with pytest.raises(RollbackFailed, match="owned.*destroy-environment"):
         world.run(alpha.bootstrap({}))
     uid = world.cobbler.systems["node001"]["uid"]
     assert world.run(alpha.load_state()) == {"zookeeper-instances": [uid]}
