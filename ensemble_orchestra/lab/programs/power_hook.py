@@ -21,12 +21,19 @@ from typing import Any
 
 from . import qemu_system
 from .processes import running_pid, start_process, stop_process
-from .system_files import console_log, load_settings, power_on_ignored_flag, system_pid_file
+from .system_files import (
+    CONTAINER_STOP_TIMEOUT,
+    console_log,
+    load_settings,
+    power_on_ignored_flag,
+    system_pid_file,
+)
 
 __all__ = ["PROCESS_SYSTEM", "is_on", "main", "power_off", "power_on"]
 
 # Started with ``python -m`` on power on of a process system (not imported here: every IPMI query would pay).
 PROCESS_SYSTEM = "ensemble_orchestra.lab.programs.process_system"
+CONTAINER_SYSTEM = "ensemble_orchestra.lab.programs.container_system"
 BOOT_DEVICES = ("none", "pxe", "default", "cdrom", "bios")  # ipmi_sim's names for boot flags
 STOP_TIMEOUT = 5.0  # the booted system exits on SIGTERM at once; SIGKILL after this
 
@@ -58,11 +65,22 @@ def _boot_command(system_dir: Path, settings: dict[str, Any], python: str) -> tu
     if settings.get("system_kind") == "qemu":
         qemu_system.mark_power_on(system_dir, time.strftime("%Y-%m-%dT%H:%M:%S"))
         return qemu_system.qemu_argv(system_dir, settings), qemu_system.qemu_log(system_dir)
+    if settings.get("system_kind") == "container":
+        return [python, "-m", CONTAINER_SYSTEM, str(system_dir)], console_log(system_dir)
     return [python, "-m", PROCESS_SYSTEM, str(system_dir)], console_log(system_dir)
 
 
-def power_off(system_dir: Path, timeout: float = STOP_TIMEOUT) -> bool:
-    """Stop the booted system if it runs; True if one was stopped. Safe to call when off."""
+def power_off(system_dir: Path, timeout: float | None = None) -> bool:
+    """Stop the booted system if it runs; True if one was stopped. Safe to call when off.
+
+    A container system powers its Debian off cleanly first, so it gets longer before anything is killed.
+    """
+    if timeout is None:
+        try:
+            container = load_settings(system_dir).get("system_kind") == "container"
+        except (OSError, ValueError):
+            container = False
+        timeout = CONTAINER_STOP_TIMEOUT if container else STOP_TIMEOUT
     with _power_lock(system_dir):
         return stop_process(system_pid_file(system_dir), timeout)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CONTAINER_STOP_TIMEOUT",
     "SYSTEM_KINDS",
     "boots_log",
     "console_log",
@@ -24,8 +25,11 @@ __all__ = [
     "write_settings",
 ]
 
-# What a BMC power on starts (`lab up --system-kind`): the booted process (process_system), or a QEMU VM.
-SYSTEM_KINDS = ("process", "qemu")
+# What a BMC power on starts (`lab up --system-kind`): the booted process (process_system), a QEMU VM, or a
+# real Debian under systemd-nspawn (container_system).
+SYSTEM_KINDS = ("process", "qemu", "container")
+# Seconds a container system gets to power off (its clean poweroff, then SIGKILL to its PID 1, bounded inside).
+CONTAINER_STOP_TIMEOUT = 15.0
 
 
 def settings_file(system_dir: Path) -> Path:
@@ -87,10 +91,15 @@ def load_settings(system_dir: Path) -> dict[str, Any]:
     return settings
 
 
-def write_settings(system_dir: Path, *, name: str, mac: str, tftpboot: Path, system_kind: str = "process") -> None:
-    """Write ``system.json``: how the system boots when its BMC powers it on."""
+def write_settings(
+    system_dir: Path, *, name: str, mac: str, tftpboot: Path, system_kind: str = "process", **kind_settings: Any
+) -> None:
+    """Write ``system.json``: how the system boots when its BMC powers it on.
+
+    *kind_settings* are the kind's own (a container's image, bridge, address, apt_proxy, lab_id).
+    """
     if system_kind not in SYSTEM_KINDS:
         raise ValueError(f"unknown system kind {system_kind!r} (one of {', '.join(SYSTEM_KINDS)})")
     system_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"name": name, "mac": mac, "tftpboot": str(tftpboot), "system_kind": system_kind}
+    settings = {"name": name, "mac": mac, "tftpboot": str(tftpboot), "system_kind": system_kind, **kind_settings}
     settings_file(system_dir).write_text(json.dumps(settings, indent=2) + "\n")
