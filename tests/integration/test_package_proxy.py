@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -56,9 +56,20 @@ class RunningProxy:
     proxy: PackageProxy
     pid_file: Path
     output_log: Path
+    pids: list[int] = field(default_factory=list)
 
     def start(self, *, offline: bool = False) -> int:
-        return self.proxy.start(self.pid_file, self.output_log, offline=offline)
+        pid = self.proxy.start(self.pid_file, self.output_log, offline=offline)
+        self.pids.append(pid)
+        return pid
+
+    def reap(self) -> None:
+        """Collect our stopped (or killed) daemons: no zombie outlives the test."""
+        for pid in self.pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # reaped already
 
     def stop(self) -> bool:
         return self.proxy.stop(self.pid_file)
@@ -90,6 +101,7 @@ def started(base: Path) -> Iterator[list[RunningProxy]]:
     yield made
     for running in made:
         running.stop()
+        running.reap()
 
 
 class Apt:
