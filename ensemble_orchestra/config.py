@@ -60,7 +60,9 @@ ORCHESTRA_KEYS: tuple[Key, ...] = (
     Key("acquired-mgmt-class", "Cobbler mgmt class of systems Ensemble has claimed", required=True),
     Key("available-mgmt-class", "Cobbler mgmt class of systems Ensemble may claim", required=True),
     Key(
-        "default-series", "Ubuntu series installed when constraints name none (profile <series>-<arch>)", required=True
+        "default-series",
+        "series installed when constraints name none: a distro's os_version, e.g. bookworm (profile <series>-<arch>)",
+        required=True,
     ),
     Key("storage-url", "WebDAV storage URL", default="http://<orchestra-server>/webdav"),
     Key("storage-user", "WebDAV user", default="<orchestra-user>"),

@@ -32,7 +32,7 @@ environments:
     available-mgmt-class: orchestra-ensemble-available
     acquired-mgmt-class: orchestra-ensemble-acquired
     # Installed on machines unless --constraints says series=...; Cobbler needs a <series>-<arch> profile.
-    default-series: precise
+    default-series: bookworm
     # Protects the environment's admin access; generated for you, keep it secret.
     admin-secret: {admin_secret}
     # WebDAV storage for provider state; defaults: http://<orchestra-server>/webdav, the orchestra user.

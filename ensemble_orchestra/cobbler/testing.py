@@ -60,17 +60,17 @@ class FakeCobbler:
         # Other objects by kind (distro, profile, mgmtclass, ...), then templates and snippets by path.
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             "distro": {
-                "oneiric-x86_64": {
-                    "name": "oneiric-x86_64",
+                "bookworm-x86_64": {
+                    "name": "bookworm-x86_64",
                     "arch": "x86_64",
-                    "breed": "ubuntu",
-                    "os_version": "oneiric",
+                    "breed": "debian",
+                    "os_version": "bookworm",
                 }
             },
             "profile": {
-                "oneiric-x86_64": {
-                    "name": "oneiric-x86_64",
-                    "distro": "oneiric-x86_64",
+                "bookworm-x86_64": {
+                    "name": "bookworm-x86_64",
+                    "distro": "bookworm-x86_64",
                     "parent": "",
                     "autoinstall": "<<inherit>>",
                 }
@@ -91,7 +91,7 @@ class FakeCobbler:
             "name": name,
             "uid": secrets.token_hex(16),
             "hostname": f"{name}.example",
-            "profile": "oneiric-x86_64",
+            "profile": "bookworm-x86_64",
             "mgmt_classes": ["orchestra-ensemble-available"],
             "netboot_enabled": False,
             self.meta_field: "<<inherit>>",

@@ -35,7 +35,7 @@ SETTINGS: dict[str, Any] = {
     "admin-secret": "admin-secret-xyzzy",
     "acquired-mgmt-class": ACQUIRED,
     "available-mgmt-class": AVAILABLE,
-    "default-series": "oneiric",
+    "default-series": "bookworm",
     "authorized-keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUnitTestKey unit@test",
     "power-timeout": 30,
 }

@@ -31,7 +31,7 @@ GOOD = {
     "admin-secret": "adm1n-secret-77",
     "acquired-mgmt-class": "orchestra-ensemble-acquired",
     "available-mgmt-class": "orchestra-ensemble-available",
-    "default-series": "precise",
+    "default-series": "bookworm",
     "authorized-keys": "ssh-ed25519 AAAAC3Nza test@example",
 }
 SECRETS = ("s3cret-pass-91", "adm1n-secret-77")

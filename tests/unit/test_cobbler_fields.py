@@ -7,7 +7,9 @@ import pytest
 from ensemble_orchestra.cobbler import COBBLER2, COBBLER3, CobblerInvalidRequest, CobblerVersion, field_map_for
 from ensemble_orchestra.cobbler.records import system_from_record
 
-# A system as Cobbler 2.2 returns it from get_system (field names from 2.x item_system.FIELDS).
+# A system as Cobbler 2.2 returns it from get_system (field names from 2.x item_system.FIELDS). Its profile
+# stays Ubuntu's oneiric on purpose: Cobbler 2.x is what Ubuntu Orchestra (11.10, 12.04) shipped, so this is
+# the record such a server really holds (the lab and every other test install Debian series).
 RECORD_V2 = {
     "name": "node001",
     "uid": "abc",

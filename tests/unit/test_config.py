@@ -19,7 +19,7 @@ GOOD = {
     "admin-secret": "adm1n-secret",
     "acquired-mgmt-class": "orchestra-ensemble-acquired",
     "available-mgmt-class": "orchestra-ensemble-available",
-    "default-series": "oneiric",
+    "default-series": "bookworm",
     "authorized-keys": "ssh-ed25519 AAAAC3Nza test@example",
 }
 

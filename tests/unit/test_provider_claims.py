@@ -88,18 +88,18 @@ def test_orchestra_name_is_a_glob_over_system_names(make_world) -> None:
 
 
 def test_arch_filters_by_the_profile_and_installs_that_arch(make_world) -> None:
-    """arch=i386 picks the system whose profile is <series>-i386 and installs oneiric-i386; arch=amd64
+    """arch=i386 picks the system whose profile is <series>-i386 and installs bookworm-i386; arch=amd64
     (an alias of x86_64) never picks it."""
     world = make_world(systems=3)
-    world.cobbler.objects["distro"]["oneiric-i386"] = {"name": "oneiric-i386", "arch": "i386", "breed": "ubuntu"}
-    world.cobbler.objects["profile"]["oneiric-i386"] = {"name": "oneiric-i386", "distro": "oneiric-i386"}
-    world.cobbler.systems["node002"]["profile"] = "oneiric-i386"
+    world.cobbler.objects["distro"]["bookworm-i386"] = {"name": "bookworm-i386", "arch": "i386", "breed": "debian"}
+    world.cobbler.objects["profile"]["bookworm-i386"] = {"name": "bookworm-i386", "distro": "bookworm-i386"}
+    world.cobbler.systems["node002"]["profile"] = "bookworm-i386"
     alpha = world.provider()
     amd64 = world.run(alpha.start_machines([world.machine(str(i), {"arch": "amd64"}) for i in (1, 2)]))
     assert sorted(m.system_name for m in amd64) == ["node001", "node003"]
-    assert {world.cobbler.systems[n]["profile"] for n in ("node001", "node003")} == {"oneiric-x86_64"}
+    assert {world.cobbler.systems[n]["profile"] for n in ("node001", "node003")} == {"bookworm-x86_64"}
     [i386] = world.run(alpha.start_machine(world.machine("3", {"arch": "i386"})))
-    assert i386.system_name == "node002" and world.cobbler.systems["node002"]["profile"] == "oneiric-i386"
+    assert i386.system_name == "node002" and world.cobbler.systems["node002"]["profile"] == "bookworm-i386"
 
 
 def test_no_matching_system_claims_and_writes_nothing(make_world) -> None:

@@ -97,14 +97,22 @@ def test_an_incomplete_kit_is_one_clear_error(tmp_path: Any) -> None:
 
 
 def test_profiles_skip_distros_without_series_or_of_another_installer() -> None:
-    """Only debian-installer distros with an os_version and an arch get a profile; the rest are noted."""
+    """Only debian-installer distros with an os_version and an arch get a profile; the rest are noted.
+
+    Both debian-installer breeds count: Debian's, and Ubuntu's (an Orchestra server that still has an
+    imported Ubuntu release keeps getting its profile: precise stays here on purpose).
+    """
     distros = [
+        DistroRecord("bookworm-x86_64", arch="x86_64", breed="debian", os_version="bookworm"),
         DistroRecord("precise-x86_64", arch="x86_64", breed="ubuntu", os_version="precise"),
-        DistroRecord("custom", arch="x86_64", breed="ubuntu", os_version=""),
+        DistroRecord("custom", arch="x86_64", breed="debian", os_version=""),
         DistroRecord("centos8-x86_64", arch="x86_64", breed="redhat", os_version="rhel8"),
     ]
     plans, notes = plan_profiles(distros, {})
-    assert [(p.profile, p.distro) for p in plans] == [("precise-x86_64", "precise-x86_64")]
+    assert [(p.profile, p.distro) for p in plans] == [
+        ("bookworm-x86_64", "bookworm-x86_64"),
+        ("precise-x86_64", "precise-x86_64"),
+    ]
     assert any("custom skipped: it has no os_version" in n for n in notes)
     assert any("centos8-x86_64 skipped: breed redhat" in n for n in notes)
 
@@ -113,25 +121,25 @@ def test_profiles_skip_distros_without_series_or_of_another_installer() -> None:
 def test_duplicate_distros_pick_one_deterministically_and_say_so(reverse: bool) -> None:
     """Two distros with one series and arch: the one named like the profile wins, whatever the input order."""
     distros = [
-        DistroRecord("a-oneiric-mini", arch="x86_64", breed="ubuntu", os_version="oneiric"),
-        DistroRecord("oneiric-x86_64", arch="x86_64", breed="ubuntu", os_version="oneiric"),
+        DistroRecord("a-bookworm-mini", arch="x86_64", breed="debian", os_version="bookworm"),
+        DistroRecord("bookworm-x86_64", arch="x86_64", breed="debian", os_version="bookworm"),
     ]
     plans, notes = plan_profiles(list(reversed(distros)) if reverse else distros, {})
-    assert [(p.profile, p.distro) for p in plans] == [("oneiric-x86_64", "oneiric-x86_64")]
+    assert [(p.profile, p.distro) for p in plans] == [("bookworm-x86_64", "bookworm-x86_64")]
     assert notes == [
-        "profile oneiric-x86_64: distros a-oneiric-mini have the same series and arch; using oneiric-x86_64"
+        "profile bookworm-x86_64: distros a-bookworm-mini have the same series and arch; using bookworm-x86_64"
     ]
 
 
 def test_a_duplicate_already_used_by_the_profile_is_kept() -> None:
     """Re-running never flips a profile between equivalent distros: the existing choice stays."""
     distros = [
-        DistroRecord("oneiric-x86_64", arch="x86_64", breed="ubuntu", os_version="oneiric"),
-        DistroRecord("oneiric-server", arch="x86_64", breed="ubuntu", os_version="oneiric"),
+        DistroRecord("bookworm-x86_64", arch="x86_64", breed="debian", os_version="bookworm"),
+        DistroRecord("bookworm-server", arch="x86_64", breed="debian", os_version="bookworm"),
     ]
-    profiles = {"oneiric-x86_64": ProfileRecord("oneiric-x86_64", distro="oneiric-server")}
+    profiles = {"bookworm-x86_64": ProfileRecord("bookworm-x86_64", distro="bookworm-server")}
     plans, _ = plan_profiles(distros, profiles)
-    assert plans[0].distro == "oneiric-server"
+    assert plans[0].distro == "bookworm-server"
 
 
 # Which power fields are missing, per system (names only).
@@ -163,11 +171,11 @@ def test_first_run_creates_and_updates_second_run_writes_nothing() -> None:
         ("template", PRESEED_NAME): CREATED,
         ("mgmtclass", "orchestra-ensemble-available"): CREATED,
         ("mgmtclass", "orchestra-ensemble-acquired"): CREATED,
-        ("profile", "oneiric-x86_64"): UPDATED,
+        ("profile", "bookworm-x86_64"): UPDATED,
     }
     assert fake.templates[PRESEED_NAME] == kit.preseed
     assert fake.snippets["ensemble_nopxe"] == kit.snippets["ensemble_nopxe"]
-    assert fake.objects["profile"]["oneiric-x86_64"]["autoinstall"] == PRESEED_NAME
+    assert fake.objects["profile"]["bookworm-x86_64"]["autoinstall"] == PRESEED_NAME
     assert set(fake.objects["mgmtclass"]) == {"orchestra-ensemble-available", "orchestra-ensemble-acquired"}
 
     writes_before = sum(fake.calls[m] for m in WRITES)
@@ -182,15 +190,15 @@ def test_changed_kit_file_and_new_distro_are_updated_and_created() -> None:
     kit = load_kit()
     run(setup_server(client_for(fake), kit))
     fake.snippets["ensemble_nopxe"] = "edited by hand#slurp\n"
-    fake.objects["distro"]["precise-i386"] = {"name": "precise-i386", "arch": "i386", "breed": "ubuntu",
-                                              "os_version": "precise"}  # fmt: skip
+    fake.objects["distro"]["trixie-i386"] = {"name": "trixie-i386", "arch": "i386", "breed": "debian",
+                                             "os_version": "trixie"}  # fmt: skip
     report = run(setup_server(client_for(fake), kit, available_class="pool", acquired_class="taken"))
     got = actions(report)
     assert got[("snippet", "ensemble_nopxe")] == UPDATED
-    assert got[("profile", "precise-i386")] == CREATED
+    assert got[("profile", "trixie-i386")] == CREATED
     assert got[("mgmtclass", "pool")] == got[("mgmtclass", "taken")] == CREATED
     assert fake.snippets["ensemble_nopxe"] == kit.snippets["ensemble_nopxe"]
-    assert fake.objects["profile"]["precise-i386"]["distro"] == "precise-i386"
+    assert fake.objects["profile"]["trixie-i386"]["distro"] == "trixie-i386"
 
 
 def test_report_has_the_power_table_and_no_secret() -> None:
@@ -225,7 +233,7 @@ def test_wrong_password_is_an_auth_error() -> None:
 
 def test_kit_needs_no_profile_when_no_distro_qualifies() -> None:
     fake = FakeCobbler()
-    fake.objects["distro"]["oneiric-x86_64"]["os_version"] = ""
+    fake.objects["distro"]["bookworm-x86_64"]["os_version"] = ""
     report = run(setup_server(client_for(fake), Kit(load_kit().directory, "preseed\n", {"s": "x#slurp\n"})))
     assert not any(c.kind == "profile" for c in report.changes)
     assert any("no debian-installer distro" in n for n in report.notes)
@@ -244,7 +252,7 @@ def test_admin_calls_map_faults_to_the_taxonomy() -> None:
     with pytest.raises(CobblerNotFound):
         run(client.edit_object("mgmtclass", "nosuch", {"comment": "x"}))
     with pytest.raises(CobblerInvalidRequest, match="unwise to overwrite"):
-        run(client.add_object("profile", "oneiric-x86_64", {"distro": "oneiric-x86_64"}))
+        run(client.add_object("profile", "bookworm-x86_64", {"distro": "bookworm-x86_64"}))
     with pytest.raises(CobblerInvalidRequest, match="distribution"):
         run(client.add_object("profile", "p", {"distro": "nosuch"}))
     with pytest.raises(CobblerInvalidRequest, match="edit_system"):
@@ -261,7 +269,7 @@ def test_admin_calls_cost_one_request_each() -> None:
     run(client.write_autoinstall_snippet("a/b", "text"))
     assert run(client.read_autoinstall_snippet("a/b")) == "text"
     assert "a/b" in run(client.list_autoinstall_snippets())
-    assert run(client.get_item_names("profile")) == ["oneiric-x86_64"]
+    assert run(client.get_item_names("profile")) == ["bookworm-x86_64"]
     run(client.add_object("mgmtclass", "c", {"comment": "x"}))
     assert sum(client.calls.values()) - before == 5
 
