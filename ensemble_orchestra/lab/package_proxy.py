@@ -126,6 +126,7 @@ def deliveries(access_log_lines: Iterable[str]) -> list[Delivery]:
     The log has an ``I`` line for each download from the mirror and an ``O`` line for each file sent to a
     client; an ``O`` with no ``I`` of the same path before it (since the last delivery) was a cache hit.
     Index files (Release, Packages) are revalidated with the mirror, so only package files hit reliably.
+    A delivery is logged once the daemon has finished sending, which may be a moment after the client has it.
     """
     pending: dict[str, int] = {}
     found = []
@@ -181,11 +182,11 @@ class PackageProxy:
         """Write the daemon's config (mirrors: the host's by default); return the argv that starts it.
 
         *offline*: serve only what the cache holds, never contact the mirror (a 503 for anything else).
-        Checks first that every address can be bound on the port, so a missing bridge or a port in use is
-        one line here rather than a daemon that never listens.
+        Refuses a port the daemon cannot use and any address that is not an IP literal or is a wildcard.
+        Safe while the daemon runs (it reads its config only when it starts).
         """
         _check_port(self.port)
-        _check_addresses(self.addresses, self.port)
+        _check_addresses(self.addresses)
         mirrors = mirrors or host_mirrors()
         user = _daemon_user()
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +204,20 @@ class PackageProxy:
         if user is not None:
             argv += ["--user", user.pw_name]
         return [*argv, "--", str(ACNG_BIN), "-c", str(self.config_dir.resolve())]
+
+    def check_can_listen(self) -> None:
+        """Raise PackageProxyError unless every address is this host's and the port is free on it.
+
+        Call it before starting a daemon that is not running: a missing bridge address or a port in use is
+        then one line, rather than a daemon that listens on only some addresses and never becomes ready.
+        """
+        _check_port(self.port)
+        _check_addresses(self.addresses)
+        for address in self.addresses:
+            family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+            problem = _bind_problem(family, address, self.port)
+            if problem:
+                raise PackageProxyError(f"the package proxy cannot listen on {address} port {self.port}: {problem}")
 
     def ready(self, timeout: float = 1.0) -> bool:
         """True once the daemon serves its report page on every address (a bare connect proves less)."""
@@ -231,13 +246,14 @@ class PackageProxy:
         offline: bool = False,
         timeout: float = START_TIMEOUT,
     ) -> int:
-        """Write the config, start the daemon recorded in *pid_path*, and wait (bounded) until it answers.
+        """Check, write the config, start the daemon recorded in *pid_path*, wait (bounded) until it answers.
 
-        The lab starts it through its own plans (``write_config`` + ``ready``); this is the same for a
-        caller on its own, e.g. the tests. On failure the daemon is stopped and the one-line error names
-        *output_log*, where apt-cacher-ng says why.
+        The lab starts it through its own plans (``check_can_listen`` when it is not running, then
+        ``write_config`` + ``ready``); this is the same for a caller on its own, e.g. the tests. On failure
+        the daemon is stopped and the one-line error names *output_log*, where apt-cacher-ng says why.
         """
         argv = self.write_config(mirrors, offline=offline)
+        self.check_can_listen()
         output_start = output_log.stat().st_size if output_log.exists() else 0
 
         def alive() -> bool:
@@ -303,8 +319,8 @@ def _check_port(port: int) -> None:
         )
 
 
-def _check_addresses(addresses: Sequence[str], port: int) -> None:
-    """Each address must be a literal of this host, never a wildcard, and the port free on it."""
+def _check_addresses(addresses: Sequence[str]) -> None:
+    """Each address must be an IP literal, never a wildcard: the proxy listens where the lab says only."""
     if not addresses:
         raise PackageProxyError("the package proxy needs at least one address to listen on")
     for address in addresses:
@@ -316,9 +332,6 @@ def _check_addresses(addresses: Sequence[str], port: int) -> None:
             raise PackageProxyError(
                 f"the package proxy may not listen on {address} (every interface): give the lab's addresses"
             )
-        problem = _bind_problem(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, address, port)
-        if problem:
-            raise PackageProxyError(f"the package proxy cannot listen on {address} port {port}: {problem}")
 
 
 def _bind_problem(family: socket.AddressFamily, address: str, port: int) -> str | None:

@@ -39,6 +39,7 @@ pytestmark = [
 
 APT_TIMEOUT = 120.0  # apt-get update fetches ~9 MB of indexes through the proxy (~1 s here)
 STOP_TIMEOUT = 5.0
+LOG_TIMEOUT = 5.0  # a delivery is logged within milliseconds of apt having it
 PACKAGE = "hello"  # 53 KB, in every Debian release
 
 
@@ -158,9 +159,18 @@ class Apt:
         return deb
 
 
-def sources_of(proxy: PackageProxy, deb: Path) -> list[str]:
-    """Where each delivery of *deb* came from, per the proxy's apt-cacher.log, in order."""
-    return [d.source for d in proxy.deliveries() if d.path.endswith("/" + deb.name)]
+def sources_of(proxy: PackageProxy, deb: Path, count: int) -> list[str]:
+    """Where each delivery of *deb* came from, per the proxy's apt-cacher.log, in order, once *count* are logged.
+
+    apt-cacher-ng writes a delivery's line when it has finished sending, which can be just after apt has
+    the file: wait for it (bounded) rather than read too early.
+    """
+
+    def logged() -> list[str]:
+        return [d.source for d in proxy.deliveries() if d.path.endswith("/" + deb.name)]
+
+    processes.wait_until(lambda: len(logged()) >= count, timeout=LOG_TIMEOUT)
+    return logged()
 
 
 def test_apt_fetches_through_the_proxy_then_from_its_cache_even_offline_after_a_restart(
@@ -181,7 +191,7 @@ def test_apt_fetches_through_the_proxy_then_from_its_cache_even_offline_after_a_
     update = apt.run("update")
     assert update.returncode == 0, update.stdout + update.stderr
     deb = apt.download(PACKAGE)
-    assert sources_of(running.proxy, deb) == ["mirror"]
+    assert sources_of(running.proxy, deb, 1) == ["mirror"]
     assert {d.client for d in running.proxy.deliveries()} == {"127.0.0.1"}
     cached = running.proxy.cache_dir()
     assert cached is not None and cached.parent == (base / "cache").resolve()
@@ -189,7 +199,7 @@ def test_apt_fetches_through_the_proxy_then_from_its_cache_even_offline_after_a_
 
     again = apt.download(PACKAGE)
     assert again.read_bytes() == deb.read_bytes()
-    assert sources_of(running.proxy, deb) == ["mirror", "cache"]
+    assert sources_of(running.proxy, deb, 2) == ["mirror", "cache"]
 
     assert running.stop()
     assert running.pid() is None and processes.process_start_time(pid) is None
@@ -199,7 +209,7 @@ def test_apt_fetches_through_the_proxy_then_from_its_cache_even_offline_after_a_
     assert running.proxy.cache_dir() == cached, "a restarted proxy takes the free cache it had"
     third = apt.download(PACKAGE)
     assert third.read_bytes() == deb.read_bytes()
-    assert sources_of(running.proxy, deb) == ["mirror", "cache", "cache"]
+    assert sources_of(running.proxy, deb, 3) == ["mirror", "cache", "cache"]
     never_fetched = apt.run("download", "cowsay")  # in the lists, never fetched: offline, it cannot come
     assert never_fetched.returncode != 0
     assert not list(apt.downloads.glob("cowsay_*.deb"))

@@ -186,8 +186,11 @@ def test_without_a_security_mirror_the_stock_security_backends_stay(tmp_path: Pa
 @pytest.mark.parametrize("port", [MAX_PORT + 1, 39142, 65535, 0])
 def test_ports_apt_cacher_ng_cannot_listen_on_are_refused(tmp_path: Path, port: int) -> None:
     """apt-cacher-ng 3.7 formats its port as a signed 16-bit number: above 32767 it runs and never listens."""
+    proxy = make_proxy(tmp_path, port=port)
     with pytest.raises(PackageProxyError, match=f"port {port}: apt-cacher-ng 3.7 takes ports 1-32767"):
-        make_proxy(tmp_path, port=port).write_config(MIRRORS)
+        proxy.write_config(MIRRORS)
+    with pytest.raises(PackageProxyError, match=f"port {port}: apt-cacher-ng 3.7 takes ports 1-32767"):
+        proxy.check_can_listen()
     assert not (tmp_path / "package-proxy").exists()
 
 
@@ -198,14 +201,24 @@ def test_ports_apt_cacher_ng_cannot_listen_on_are_refused(tmp_path: Path, port: 
         (("127.0.0.1", "::"), "may not listen on :: .every interface."),
         (("localhost",), "'localhost' is not an IP address"),
         ((), "needs at least one address"),
-        (("198.51.100.7",), "198.51.100.7 port .*no address of this host .is the lab bridge up"),
     ],
 )
-def test_addresses_that_are_not_this_hosts_own_are_refused(
+def test_addresses_that_are_no_ip_literal_or_a_wildcard_are_refused(
     tmp_path: Path, addresses: tuple[str, ...], wanted: str
 ) -> None:
+    proxy = make_proxy(tmp_path, addresses)
     with pytest.raises(PackageProxyError, match=wanted):
-        make_proxy(tmp_path, addresses).write_config(MIRRORS)
+        proxy.write_config(MIRRORS)
+    with pytest.raises(PackageProxyError, match=wanted):
+        proxy.check_can_listen()
+
+
+def test_an_address_this_host_does_not_have_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """A daemon told to listen there too would serve on the other addresses and never become ready."""
+    proxy = make_proxy(tmp_path, ("127.0.0.1", "198.51.100.7"))
+    proxy.write_config(MIRRORS)  # the config may be written (the lab writes every server's first)
+    with pytest.raises(PackageProxyError, match="198.51.100.7 port .*no address of this host .is the lab bridge up"):
+        proxy.check_can_listen()
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
@@ -213,8 +226,9 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", proxy.port))
         busy.listen()
+        proxy.write_config(MIRRORS)  # rewriting the config of a running daemon is harmless
         with pytest.raises(PackageProxyError, match=f"127.0.0.1 port {proxy.port}: the port is in use"):
-            proxy.write_config(MIRRORS)
+            proxy.check_can_listen()
 
 
 def test_its_errors_are_the_lab_servers_start_error() -> None:
