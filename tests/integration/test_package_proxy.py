@@ -12,6 +12,7 @@ import os
 import pwd
 import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -50,6 +51,15 @@ def free_port() -> int:
         if port_free(port):
             return port
     raise AssertionError("no free port below 32768 after 200 tries")
+
+
+def connects(address: str, port: int) -> bool:
+    """Whether a TCP connect to address:port succeeds (any 127.0.0.0/8 address reaches a wildcard listener)."""
+    try:
+        with socket.create_connection((address, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -186,6 +196,7 @@ def test_apt_fetches_through_the_proxy_then_from_its_cache_even_offline_after_a_
     start_s = time.monotonic() - began
     assert start_s < 5.0, f"the proxy took {start_s:.1f} s to answer"
     assert tcp_listening(running.proxy.port)
+    assert not connects("127.0.0.2", running.proxy.port), "it listens beyond the address it was given"
 
     apt = Apt(base / "apt", running.proxy.url())
     update = apt.run("update")
