@@ -32,10 +32,6 @@ from .reactor_run import run_on_reactor
 
 __all__ = ["PASSWORD_ENV", "main"]
 
-# The kinds `lab up` can build today; "container" systems (issue 11) boot under the power hook already, the
-# lab's bridge, image and proxy wiring follow.
-LAB_SYSTEM_KINDS = tuple(k for k in SYSTEM_KINDS if k != "container")
-
 PROG = "ensemble-orchestra"
 PASSWORD_ENV = "ENSEMBLE_ORCHESTRA_PASSWORD"
 
@@ -61,12 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--systems", type=int, default=DEFAULT_SYSTEMS, help="systems in the pool (default %(default)s)")
     up.add_argument(
         "--system-kind",
-        choices=LAB_SYSTEM_KINDS,
+        choices=SYSTEM_KINDS,
         default="process",
-        help="what a BMC power on starts: a process system, or a QEMU VM that PXE-boots (default %(default)s)",
+        help="what a BMC power on starts: a process system, a QEMU VM that PXE-boots, or a container running a"
+        " real Debian on the lab bridge (default %(default)s)",
     )
     # Renamed in 0.2 ("machine" means the Ensemble machine); kept hidden so existing scripts keep working.
-    up.add_argument("--machines", dest="system_kind", choices=LAB_SYSTEM_KINDS, help=argparse.SUPPRESS)
+    up.add_argument("--machines", dest="system_kind", choices=SYSTEM_KINDS, help=argparse.SUPPRESS)
     up.add_argument("--env-name", default="lab", help="environment written to environments.yaml (default %(default)s)")
     up.add_argument("--no-env", action="store_true", help="do not write environments.yaml")
 
@@ -113,10 +110,13 @@ def _format_status(status: LabStatus) -> str:
         classes = ",".join(row.mgmt_classes) if row else "-"
         power = "on" if system.power_on else "off"
         lines.append(f"{system.name:<10} {power:<6} {system.bmc:<16} {profile:<16} {netboot:<8} {classes}")
-    vms = [s for s in status.systems if s.vm_state is not None]
-    if vms:
+    booted = [s for s in status.systems if s.vm_state is not None]
+    if booted and booted[0].ip is not None:  # container systems: a real OS with an address and cloud-init
+        lines += ["", f"{'SYSTEM':<10} {'STATE':<18} {'IP':<16} CONSOLE / CLOUD-INIT LOG"]
+        lines += [f"{s.name:<10} {s.vm_state:<18} {s.ip:<16} {s.console} {s.cloud_init_log}" for s in booted]
+    elif booted:
         lines += ["", f"{'VM':<10} {'STATE':<18} CONSOLE"]
-        lines += [f"{s.name:<10} {s.vm_state:<18} {s.console}" for s in vms]
+        lines += [f"{s.name:<10} {s.vm_state:<18} {s.console}" for s in booted]
     return "\n".join(lines)
 
 
@@ -137,6 +137,7 @@ def _status_json(status: LabStatus) -> str:
                     "netboot_enabled": s.cobbler.netboot_enabled if s.cobbler else None,
                     "mgmt_classes": list(s.cobbler.mgmt_classes) if s.cobbler else None,
                     **({"vm": s.vm_state, "console": str(s.console)} if s.vm_state is not None else {}),
+                    **({"ip": s.ip, "cloud_init_log": str(s.cloud_init_log)} if s.ip is not None else {}),
                 }
                 for s in status.systems
             ],

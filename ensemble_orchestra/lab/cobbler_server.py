@@ -172,8 +172,9 @@ def prepare_cobbler(layout: LabLayout, spec: LabSpec, venv: Path) -> Path:
 
     settings_file = root / "etc/cobbler/settings.yaml"
     base = yaml.safe_load(settings_file.read_text())
-    # The address written into PXE configs and preseeds: a QEMU guest reaches the host's loopback as 10.0.2.2.
-    server = GUEST_HOST if spec.system_kind == "qemu" else LAB_HOST
+    # The address written into PXE configs and preseeds: a QEMU guest reaches the host's loopback as 10.0.2.2;
+    # container systems reach the lab's servers at the bridge address.
+    server = GUEST_HOST if spec.system_kind == "qemu" else spec.server_address(layout.root)
     settings_file.write_text(yaml.safe_dump(settings_for(spec, base, server=server), sort_keys=True))
 
     digest = root / "etc/cobbler/users.digest"
@@ -212,8 +213,7 @@ def svc_argv(layout: LabLayout, spec: LabSpec, venv: Path) -> list[str]:
     return [
         str(venv / "bin" / "python"),
         str(Path(cobbler_svc_server.__file__).resolve()),
-        "--host",
-        LAB_HOST,
+        *(arg for host in dict.fromkeys((LAB_HOST, spec.server_address(layout.root))) for arg in ("--host", host)),
         "--port",
         str(spec.http_port),
         "--svc",

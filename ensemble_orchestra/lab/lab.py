@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..home import environments_file
-from . import bmc, cobbler_server, processes, vm_image, webdav
+from . import bmc, cobbler_server, container_lab, processes, vm_image, webdav
 from .envfile import lab_environment, merge_environment
 from .errors import LabError
 from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
@@ -77,12 +77,19 @@ class Lab:
                 saved, base_port=spec.base_port, systems=spec.systems, system_kind=spec.system_kind
             )
         check_prerequisites(spec)
+        if spec.system_kind == "container":
+            spec = container_lab.plan(self.layout, spec)
         boot_files = self._qemu_boot_files() if spec.system_kind == "qemu" else None
         venv = self._cobbler_venv()
         spec.save(self.layout.spec_file)
         ensure_lab_key(self.layout.ssh_dir)
         try:
-            self._start_all(spec, venv, boot_files)
+            image = None
+            if spec.system_kind == "container":
+                image = container_lab.base_image()
+                container_lab.start_network(self.layout, spec)
+                container_lab.package_proxy(self.layout, spec).check_can_listen()
+            self._start_all(spec, venv, boot_files, image)
             admin = LabCobbler(spec)
             seeded_marker = self.layout.root / "seeded"
             if not seeded_marker.exists():
@@ -96,7 +103,7 @@ class Lab:
         return spec
 
     def _wipe_state(self) -> None:
-        for sub in ("cobbler", "cobbler-code", "systems", "webdav", "webdav-data", "distro", "seeded"):
+        for sub in ("cobbler", "cobbler-code", "systems", "webdav", "webdav-data", "distro", "package-proxy", "seeded"):
             path = self.layout.root / sub
             if path.is_dir():
                 shutil.rmtree(path)
@@ -139,6 +146,9 @@ class Lab:
             argv = [sys.executable, "-m", phone_home.__name__, "--host", LAB_HOST, "--port", str(spec.phone_home_port)]
             argv += ["--systems", str(layout.systems_dir)]
             plans["phone-home"] = lambda: _ServerPlan(argv, lambda: tcp_listening(spec.phone_home_port))
+        if spec.system_kind == "container":
+            proxy = container_lab.package_proxy(layout, spec)
+            plans["package-proxy"] = lambda: _ServerPlan(proxy.write_config(), proxy.ready)
         for system in spec.all_systems():
             plans[f"bmc-{system.name}"] = _bmc_plan(layout, system)
         return plans
@@ -169,17 +179,21 @@ class Lab:
         except vm_image.ImageError as exc:
             raise LabError(f"cannot make the disk of {name}: {exc}") from None
 
-    def _start_all(self, spec: LabSpec, venv: Path, boot: vm_image.BootFiles | None = None) -> None:
+    def _start_all(
+        self, spec: LabSpec, venv: Path, boot: vm_image.BootFiles | None = None, image: Path | None = None
+    ) -> None:
         self.layout.log_dir.mkdir(parents=True, exist_ok=True)
         cobbler_server.prepare_cobbler(self.layout, spec, venv)
         plans = {name: make() for name, make in self._plans(spec, venv).items()}
         for system in spec.all_systems():  # how each system boots: its MAC's PXE config under Cobbler's tftpboot
+            own = {} if image is None else container_lab.system_settings(self.layout, spec, system, image)
             system_files.write_settings(
                 self.layout.system_dir(system.name),
                 name=system.name,
                 mac=system.mac,
                 tftpboot=self.layout.tftpboot,
                 system_kind=spec.system_kind,
+                **own,
             )
         if boot is not None:
             self._prepare_qemu(spec, boot)
@@ -216,6 +230,8 @@ class Lab:
             for pid_file in sorted(self.layout.run_dir.glob("*.pid")):
                 if processes.stop_process(pid_file):
                     stopped.append(pid_file.stem)
+        if self.layout.spec_file.exists():  # a container lab's bridge goes last, once no system uses it
+            stopped += [f"network {name}" for name in container_lab.stop_network(self.layout, self.spec())]
         return stopped
 
     def reset(self) -> None:

@@ -12,9 +12,11 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from ..home import ensemble_home
+from .network import LabNetwork, bridge_name, system_address
 
 __all__ = ["LAB_HOST", "LabLayout", "LabSpec", "SystemSpec", "default_lab_dir"]
 
@@ -68,6 +70,8 @@ class LabSpec:
     # What a BMC power on starts (programs/system_files.SYSTEM_KINDS): a "process" system or a "qemu" VM.
     # Not "machines": a machine is what Ensemble runs on a system. lab.json of older labs says machines=...
     system_kind: str = "process"
+    # Container labs: the subnet of the lab's bridge (chosen at the first lab up, then kept); None otherwise.
+    subnet: str | None = None
 
     # Port plan: base+1 XML-RPC, base+2 Cobbler's svc/HTTP, base+3 WebDAV, base+4 phone home (QEMU labs),
     # base+10+i the BMC of system i.
@@ -87,11 +91,17 @@ class LabSpec:
     def phone_home_port(self) -> int:
         return self.base_port + 4
 
+    @property
+    def package_proxy_port(self) -> int:
+        """Container labs' apt-cacher-ng: base+5, folded below 32768 (apt-cacher-ng 3.7 never listens above)."""
+        port = self.base_port + 5
+        return port if port <= 32767 else 20000 + port % 12000
+
     def bmc_port(self, index: int) -> int:
         return self.base_port + 10 + index
 
     def tcp_ports(self) -> list[int]:
-        return [self.xmlrpc_port, self.http_port, self.webdav_port, self.phone_home_port]
+        return [self.xmlrpc_port, self.http_port, self.webdav_port, self.phone_home_port, self.package_proxy_port]
 
     def udp_ports(self) -> list[int]:
         return [self.bmc_port(i) for i in range(self.systems)]
@@ -102,13 +112,31 @@ class LabSpec:
             name=f"node{n:03d}",
             index=index,
             mac=f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}",
-            ip=f"10.0.{(n >> 8) & 0xFF}.{n & 0xFF}",
+            ip=self._ip(index),
             hostname=f"node{n:03d}.lab.ensemble",
             bmc_port=self.bmc_port(index),
             bmc_user="root",
             # Every BMC has its own password, derived so a reset can recreate it.
             bmc_password=_derive(self.bmc_password_seed, n),
         )
+
+    def _ip(self, index: int) -> str:
+        """A container system's address on the bridge; a nominal one elsewhere (Cobbler records it, nobody uses it)."""
+        if self.subnet:
+            return str(system_address(IPv4Network(self.subnet), index))
+        n = index + 1
+        return f"10.0.{(n >> 8) & 0xFF}.{n & 0xFF}"
+
+    def network(self, root: Path) -> LabNetwork | None:
+        """The bridge and subnet of a container lab rooted at *root*; None for other kinds."""
+        if self.system_kind != "container" or not self.subnet:
+            return None
+        return LabNetwork(bridge_name(root), IPv4Network(self.subnet))
+
+    def server_address(self, root: Path) -> str:
+        """Where the lab's systems find the Orchestra server: the bridge address in a container lab."""
+        network = self.network(root)
+        return str(network.bridge_address) if network else LAB_HOST
 
     def all_systems(self) -> list[SystemSpec]:
         return [self.system(i) for i in range(self.systems)]

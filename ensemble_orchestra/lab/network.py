@@ -61,6 +61,11 @@ class SubnetRefused(NetworkError):
     exit_code = EXIT_USAGE
 
 
+def system_address(subnet: IPv4Network, index: int) -> IPv4Address:
+    """The address of lab system *index* in *subnet*: after the network address and the bridge's."""
+    return subnet.network_address + 2 + index
+
+
 def bridge_name(lab_root: Path) -> str:
     """The bridge of the lab in *lab_root*: ``eol`` + 8 hex digits of its path (11 chars; Linux allows 15)."""
     digest = hashlib.sha256(str(Path(lab_root).resolve()).encode()).hexdigest()
@@ -95,7 +100,7 @@ class LabNetwork:
                 f"lab subnet {self.subnet} has addresses for {self.capacity} systems, not {index + 1}:"
                 " choose a larger subnet"
             )
-        return self.bridge_address + 1 + index
+        return system_address(self.subnet, index)
 
     def system_interface(self, index: int) -> IPv4Interface:
         return IPv4Interface(f"{self.system_address(index)}/{self.subnet.prefixlen}")

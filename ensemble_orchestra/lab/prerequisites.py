@@ -41,6 +41,10 @@ QEMU_FILES = {
 }
 
 
+# A container lab: systemd-nspawn boots the systems, debootstrap builds their image, ip makes the bridge.
+CONTAINER_PROGRAMS = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2"}
+
+
 def find_program(name: str) -> str | None:
     return shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
@@ -48,6 +52,8 @@ def find_program(name: str) -> str | None:
 def check_prerequisites(spec: LabSpec) -> None:
     """Raise LabError naming the missing Debian packages, or the first lab port already in use."""
     packages = {pkg for prog, pkg in REQUIRED_PROGRAMS.items() if find_program(prog) is None}
+    if spec.system_kind == "container":
+        packages |= {pkg for prog, pkg in CONTAINER_PROGRAMS.items() if find_program(prog) is None}
     if spec.system_kind == "qemu":
         packages |= {pkg for prog, pkg in QEMU_PROGRAMS.items() if find_program(prog) is None}
         packages |= {pkg for path, pkg in QEMU_FILES.items() if not Path(path).exists()}

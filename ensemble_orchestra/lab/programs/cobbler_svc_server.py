@@ -14,6 +14,7 @@ import mimetypes
 import os
 import posixpath
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -74,15 +75,21 @@ def main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     parser = argparse.ArgumentParser()
-    parser.add_argument("--host", required=True)
+    parser.add_argument("--host", required=True, action="append", help="an address to listen on (repeatable)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--svc", required=True)
     parser.add_argument("--webdir", required=True)
     args = parser.parse_args()
     app = make_app(_load_svc(args.svc), args.webdir)
-    server = make_server(args.host, args.port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    print(f"cobbler svc listening on http://{args.host}:{args.port}/cblr/svc/", flush=True)
-    server.serve_forever()
+    servers = [
+        make_server(host, args.port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        for host in args.host
+    ]
+    for server in servers[1:]:  # one thread per further address (a container lab's bridge besides loopback)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    for host in args.host:
+        print(f"cobbler svc listening on http://{host}:{args.port}/cblr/svc/", flush=True)
+    servers[0].serve_forever()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,16 @@ from .process_system import INSTALLER_URL, install, pxe_config
 from .system_files import CONTAINER_STOP_TIMEOUT, console_log, disk_dir, install_log, load_settings
 from .system_layer import write_apt_proxy, write_host0_network, write_layer_file
 
-__all__ = ["CGROUP_ROOTS", "cgroup_name", "machine_name", "main", "nspawn_argv", "state_file"]
+__all__ = [
+    "CGROUP_ROOTS",
+    "cgroup_name",
+    "cloud_init_log",
+    "describe",
+    "machine_name",
+    "main",
+    "nspawn_argv",
+    "state_file",
+]
 
 CLEAN_STOP_TIMEOUT = 8.0  # seconds for systemd inside to power off (MariaDB shuts down in ~1 s)
 KILL_TIMEOUT = 4.0  # then SIGKILL to its PID 1: nspawn exits right after
@@ -48,6 +57,32 @@ CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 
 def state_file(system_dir: Path) -> Path:
     return system_dir / "state"
+
+
+def cloud_init_log(system_dir: Path) -> Path:
+    """cloud-init's output log, on the system's disk (readable from the host: a plain file in the layer)."""
+    return disk_dir(system_dir) / "var/log/cloud-init-output.log"
+
+
+def describe(system_dir: Path, power_on: bool) -> str:
+    """One word or two for ``lab status``: off, installing, booting, cloud-init done/failed, crashed, ..."""
+    if not power_on:
+        return "off"
+    try:
+        state = str(json.loads(state_file(system_dir).read_text())["state"])
+    except (OSError, ValueError, KeyError):
+        return "starting"
+    if state != "running":
+        return state
+    # Read the layer's own files: /var/lib/cloud/instance is an absolute symlink (it would resolve on the host).
+    instances = disk_dir(system_dir) / "var/lib/cloud/instances"
+    if not any(instances.glob("*/boot-finished")):
+        return "booting"
+    try:
+        result = json.loads((disk_dir(system_dir) / "var/lib/cloud/data/result.json").read_text())
+    except (OSError, ValueError):
+        return "cloud-init done"
+    return "cloud-init failed" if result.get("v1", {}).get("errors") else "cloud-init done"
 
 
 def machine_name(system_dir: Path, settings: dict[str, Any]) -> str:
