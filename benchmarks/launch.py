@@ -52,7 +52,7 @@ def anchor_launches(running, count: int) -> tuple[float, int]:
         for field, value in (
             ("mgmt_classes", [ACQUIRED_CLASS]),
             ("autoinstall_meta", {"ensemble_environment": "anchor", "ensemble_machine_id": str(i)}),
-            ("profile", "oneiric-x86_64"),
+            ("profile", "bookworm-x86_64"),
             ("netboot_enabled", True),
         ):
             call("modify_system", handle, field, value, token)

@@ -11,6 +11,7 @@ virtualenv's package through PYTHONPATH. Everything else (the fence agents in
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -47,6 +48,10 @@ _COBBLER_PATHS = (
 )
 _PATH_RE = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(p) for p in _COBBLER_PATHS) + r")(?=[/'\"\s]|$)", re.M)
 _TEXT_SUFFIXES = {".py", ".yaml", ".conf", ".template", ".json", ".settings", ""}
+# Debian releases newer than the distro_signatures.json Cobbler 3.3 ships (its debian breed ends at bullseye, and
+# os_version is checked against it): added the way an administrator adds them before importing one, from the
+# bullseye entry with the release's own codename and installer arches (trixie has no i386 installer).
+DEBIAN_RELEASES = {"bookworm": ("i386", "amd64"), "trixie": ("amd64", "arm64")}
 
 
 class CobblerNotInstalled(EnsembleError):
@@ -166,6 +171,7 @@ def prepare_cobbler(layout: LabLayout, spec: LabSpec, venv: Path) -> Path:
         (root / sub).mkdir(parents=True, exist_ok=True)
     for name in ("lock", "web.ss"):
         (root / "var/lib/cobbler" / name).touch()
+    add_debian_signatures(root / "var/lib/cobbler/distro_signatures.json")
     mtime = root / "var/lib/cobbler/.mtime"
     if not mtime.exists() or not mtime.read_text().strip():
         mtime.write_text("0")  # Cobbler parses it as a float
@@ -183,6 +189,22 @@ def prepare_cobbler(layout: LabLayout, spec: LabSpec, venv: Path) -> Path:
         out.write(cobbler_password_digest(spec.cobbler_user, spec.cobbler_password))
     os.chmod(digest, 0o600)
     return settings_file
+
+
+def add_debian_signatures(path: Path) -> None:
+    """Teach the lab's Cobbler the Debian releases in DEBIAN_RELEASES (idempotent; existing entries are kept)."""
+    signatures = json.loads(path.read_text())
+    debian = signatures["breeds"]["debian"]
+    missing = [codename for codename in DEBIAN_RELEASES if codename not in debian]
+    if not missing:
+        return
+    for codename in missing:
+        debian[codename] = {
+            **debian["bullseye"],
+            "version_file_regex": f"Codename: {codename}",
+            "supported_arches": list(DEBIAN_RELEASES[codename]),
+        }
+    path.write_text(json.dumps(signatures, indent=2))
 
 
 def cobbler_env(layout: LabLayout) -> dict[str, str]:

@@ -39,8 +39,8 @@ __all__ = [
 AVAILABLE_CLASS = DEFAULT_AVAILABLE_CLASS
 ACQUIRED_CLASS = DEFAULT_ACQUIRED_CLASS
 # (series, Cobbler arch): imported as distros "<series>-<arch>"; setup-server names profiles the same way.
-LAB_PROFILES = (("oneiric", "x86_64"), ("oneiric", "i386"), ("precise", "x86_64"))
-IMPORT_AUTOINSTALL = "sample.seed"  # what `cobbler import` gives an Ubuntu profile (distro_signatures.json)
+LAB_PROFILES = (("bookworm", "x86_64"), ("bookworm", "i386"), ("trixie", "x86_64"))
+IMPORT_AUTOINSTALL = "sample.seed"  # what `cobbler import` gives a Debian profile (distro_signatures.json)
 SETUP_SERVER_TIMEOUT = 120.0
 _SEED_WORKERS = 4
 QEMU_KERNEL_OPTIONS = "console=ttyS0 quiet"
@@ -115,7 +115,7 @@ class LabCobbler:
                 "kernel": str(kernel),
                 "initrd": str(initrd),
                 "arch": arch,
-                "breed": "ubuntu",
+                "breed": "debian",
                 "os_version": series,
             }
             if self.spec.system_kind == "qemu":  # the lab kernel talks on the VM's serial console

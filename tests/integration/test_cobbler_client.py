@@ -263,10 +263,10 @@ async def test_sync_profiles_and_distros(lab: RunningLab) -> None:
     await client.sync()
     profiles = {p.name: p for p in await client.list_profiles()}
     assert sorted(profiles) == sorted(f"{s}-{a}" for s, a in LAB_PROFILES)
-    assert profiles["oneiric-i386"].distro == "oneiric-i386"
+    assert profiles["bookworm-i386"].distro == "bookworm-i386"
     distros = {d.name: d for d in await client.list_distros()}
-    assert distros["oneiric-i386"].arch == "i386"
-    assert (await client.profile_arches())["precise-x86_64"] == "x86_64"
+    assert distros["bookworm-i386"].arch == "i386"
+    assert (await client.profile_arches())["trixie-x86_64"] == "x86_64"
     await client.close()
 
 

@@ -95,7 +95,7 @@ def test_sync_writes_the_per_mac_pxe_config(lab: RunningLab) -> None:
     assert server.sync(token)
     pxe = lab.layout.tftpboot / "pxelinux.cfg" / ("01-" + system.mac.replace(":", "-"))
     text = pxe.read_text()
-    assert "kernel /images/oneiric-x86_64/vmlinuz" in text
+    assert "kernel /images/bookworm-x86_64/vmlinuz" in text
     assert f"url=http://127.0.0.1:{lab.spec.http_port}/cblr/svc/op/autoinstall/system/{system.name}" in text
 
     assert server.xapi_object_edit("system", system.name, "edit", {"netboot_enabled": False}, token)
@@ -143,7 +143,7 @@ def test_reset_returns_cobbler_bmcs_and_storage_to_the_seeded_state(lab: Running
     server, token = lab.cobbler(), lab.token()
     first, second = lab.spec.system(0), lab.spec.system(1)
     server.xapi_object_edit("system", first.name, "edit", {"mgmt_classes": ["somebody-else"]}, token)
-    server.xapi_object_edit("system", "intruder", "add", {"name": "intruder", "profile": "precise-x86_64"}, token)
+    server.xapi_object_edit("system", "intruder", "add", {"name": "intruder", "profile": "trixie-x86_64"}, token)
     server.power_system(server.get_system_handle(second.name, token), "on", token)
     auth = HTTPDigestAuth(lab.spec.storage_user, lab.spec.storage_password)
     assert requests.put(webdav_url(lab.spec) + "left-behind", data=b"x", auth=auth, timeout=10).ok

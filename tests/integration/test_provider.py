@@ -43,7 +43,7 @@ async def test_bootstrap_claims_records_and_powers_on_one_system(make_provider, 
     assert record["mgmt_classes"] == [ACQUIRED_CLASS]
     # netboot was on for the install; the lab system's installer (the preseed's late command) turns it off.
     assert machine.state == "pending"
-    assert record["profile"] == "oneiric-x86_64"
+    assert record["profile"] == "bookworm-x86_64"
     meta = record["autoinstall_meta"]
     assert meta[ENV_KEY] == "alpha" and meta["ensemble_machine_id"] == "0"
     user_data = base64.b64decode(meta[USER_DATA_KEY]).decode()
@@ -145,8 +145,8 @@ async def test_launch_costs_at_most_four_calls_per_machine_in_a_batch(make_provi
 @pytest_twisted.ensureDeferred
 async def test_a_series_without_a_profile_is_named_and_rolled_back(make_provider, lab: RunningLab) -> None:
     """default-series with no <series>-<arch> profile in Cobbler: a clear error; nothing claimed, no state."""
-    provider = make_provider(**{"default-series": "trusty"})
-    with pytest.raises(MissingProfile, match="Cobbler has no profile 'trusty-x86_64'.*setup-server"):
+    provider = make_provider(**{"default-series": "bullseye"})  # a Debian series the lab has not imported
+    with pytest.raises(MissingProfile, match="Cobbler has no profile 'bullseye-x86_64'.*setup-server"):
         await provider.bootstrap({})
     assert await provider.get_machines() == [] and await provider.load_state() is False
     assert {tuple(r["mgmt_classes"]) for r in lab.cobbler().get_systems()} == {(AVAILABLE_CLASS,)}

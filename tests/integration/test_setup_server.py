@@ -112,20 +112,20 @@ def test_first_run_sets_up_a_fresh_server_and_a_second_run_changes_nothing(fresh
 def test_distros_get_series_arch_profiles_skipping_and_reporting_the_odd_ones(fresh_lab: RunningLab) -> None:
     """A new distro gets its profile; one without os_version is skipped; a duplicate is named, the profile kept."""
     server, token = fresh_lab.cobbler(), fresh_lab.token()
-    base = server.get_distro("oneiric-x86_64")
-    for name, series, arch in (("precise-i386", "precise", "i386"), ("custom", "", "x86_64"),
-                               ("oneiric-mini", "oneiric", "x86_64")):  # fmt: skip
+    base = server.get_distro("bookworm-x86_64")
+    for name, series, arch in (("trixie-i386", "trixie", "i386"), ("custom", "", "x86_64"),
+                               ("bookworm-mini", "bookworm", "x86_64")):  # fmt: skip
         # Cobbler applies fields in order and checks os_version against the breed: breed first, or it is dropped.
-        fields = {"name": name, "kernel": base["kernel"], "initrd": base["initrd"], "arch": arch, "breed": "ubuntu"}
+        fields = {"name": name, "kernel": base["kernel"], "initrd": base["initrd"], "arch": arch, "breed": "debian"}
         server.xapi_object_edit("distro", name, "add", {**fields, "os_version": series}, token)
 
     done = setup_server(fresh_lab)
     assert done.returncode == 0, done.stderr
-    assert rows(done.stdout)[("profile", "precise-i386")] == "created"
+    assert rows(done.stdout)[("profile", "trixie-i386")] == "created"
     assert "note: distro custom skipped: it has no os_version" in done.stdout
-    assert "note: profile oneiric-x86_64: distros oneiric-mini have the same series and arch" in done.stdout
-    assert server.get_profile("precise-i386")["autoinstall"] == PRESEED_NAME
-    assert server.get_profile("oneiric-x86_64")["distro"] == "oneiric-x86_64"
+    assert "note: profile bookworm-x86_64: distros bookworm-mini have the same series and arch" in done.stdout
+    assert server.get_profile("trixie-i386")["autoinstall"] == PRESEED_NAME
+    assert server.get_profile("bookworm-x86_64")["distro"] == "bookworm-x86_64"
     assert "custom" not in server.get_item_names("profile")
 
 
