@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--system-kind",
         choices=SYSTEM_KINDS,
-        default="process",
+        default="container",
         help="what a BMC power on starts: a process system, a QEMU VM that PXE-boots, or a container running a"
         " real Debian on the lab bridge (default %(default)s)",
     )

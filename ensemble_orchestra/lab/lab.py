@@ -231,7 +231,7 @@ class Lab:
                 if processes.stop_process(pid_file):
                     stopped.append(pid_file.stem)
         if self.layout.spec_file.exists():  # a container lab's bridge goes last, once no system uses it
-            stopped += [f"network {name}" for name in container_lab.stop_network(self.layout, self.spec())]
+            container_lab.stop_network(self.layout, self.spec())
         return stopped
 
     def reset(self) -> None:
