@@ -209,3 +209,62 @@ def test_with_netboot_off_it_boots_from_its_disk_and_a_crash_keeps_the_power_on(
     finally:
         assert power_hook.power_off(system_dir)
     assert _state(system_dir) == "off" and not power_hook.is_on(system_dir)
+
+
+def test_two_systems_reach_each_other_but_not_a_host_service_bound_to_loopback(
+    rootfs: Path, bridge: lab_network.LabNetwork, tmp_path: Path
+) -> None:
+    """Systems on the lab bridge talk to each other and to servers on the bridge address; a host server bound to
+    127.0.0.1 only is out of their reach (the lab's servers for the host alone stay private)."""
+    public_key = ensure_lab_key(tmp_path / "ssh")
+    key = public_key.with_suffix("")
+    tftpboot = tmp_path / "tftpboot"
+    (tftpboot / "pxelinux.cfg").mkdir(parents=True)
+    systems = []
+    for index, name in enumerate(("node001", "node002")):
+        mac = f"52:54:00:ee:01:{index:02x}"
+        system_dir = tmp_path / "systems" / name
+        write_settings(
+            system_dir, name=name, mac=mac, tftpboot=tftpboot, system_kind="container", image=str(rootfs),
+            bridge=bridge.bridge, address=str(bridge.system_interface(index)), lab_id=f"v{os.getpid()}",
+        )  # fmt: skip
+        (tftpboot / "pxelinux.cfg" / ("01-" + mac.replace(":", "-"))).write_text("LABEL local\n  localboot -1\n")
+        seed = disk_dir(system_dir) / "var/lib/cloud/seed/nocloud-net"
+        seed.mkdir(parents=True)
+        (seed / "meta-data").write_text(f"instance-id: i-{name}\nlocal-hostname: {name}\n")
+        (seed / "user-data").write_text(_user_data(public_key.read_text().strip()))
+        systems.append((system_dir, bridge.system_address(index)))
+    private = socket.create_server(("127.0.0.1", 0))  # a host service for the host alone
+    on_bridge = socket.create_server((str(bridge.bridge_address), 0))  # a lab server for the systems
+    try:
+        for system_dir, _ in systems:
+            assert power_hook.power_on(system_dir, python=sys.executable)
+        for system_dir, address in systems:
+            booted = disk_dir(system_dir) / f"var/lib/cloud/instances/i-{system_dir.name}/boot-finished"
+            _wait(f"{system_dir.name} cloud-init done", booted.exists, BOOT_TIMEOUT)
+            _wait(f"{system_dir.name} sshd", lambda a=address: _port_open(str(a), 22), 30)
+        (_, first), (_, second) = systems
+
+        def reach(host: str, port: int) -> bool:
+            probe = f"timeout 3 bash -c '</dev/tcp/{host}/{port}' && echo reached || echo refused"
+            result = _ssh(key, str(first), probe)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.strip() == "reached"
+
+        assert reach(str(second), 22)  # system to system, across the bridge
+        assert reach(str(bridge.bridge_address), on_bridge.getsockname()[1])  # to a server on the bridge address
+        assert not reach(str(bridge.bridge_address), private.getsockname()[1])  # loopback-only: out of reach
+        assert not reach("127.0.0.1", private.getsockname()[1])  # its own loopback is its own, not the host's
+    finally:
+        private.close()
+        on_bridge.close()
+        for system_dir, _ in systems:
+            power_hook.power_off(system_dir)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
