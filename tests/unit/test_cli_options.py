@@ -83,6 +83,6 @@ def test_a_wait_timeout_that_could_never_end_or_is_no_number_is_a_usage_error(
 def test_the_old_lab_machines_option_still_selects_the_system_kind() -> None:
     """`lab up --machines qemu` (before the rename) keeps working, hidden; the default is unchanged."""
     parser = orchestra._parser()
-    assert parser.parse_args(["lab", "up"]).system_kind == "process"
+    assert parser.parse_args(["lab", "up"]).system_kind == "container"  # the default since issue 11
     assert parser.parse_args(["lab", "up", "--machines", "qemu"]).system_kind == "qemu"
     assert parser.parse_args(["lab", "up", "--system-kind", "qemu"]).system_kind == "qemu"
