@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         help="what a BMC power on starts: a process system, a QEMU VM that PXE-boots, or a container running a"
         " real Debian on the lab bridge (default %(default)s)",
     )
+    up.add_argument(
+        "--subnet",
+        metavar="CIDR",
+        help="container systems: the lab bridge's IPv4 subnet, e.g. 10.251.7.0/24 (default: a free /24 in"
+        " 10.251.0.0/16; one that overlaps the host's addresses or routes is refused)",
+    )
     # Renamed in 0.2 ("machine" means the Ensemble machine); kept hidden so existing scripts keep working.
     up.add_argument("--machines", dest="system_kind", choices=SYSTEM_KINDS, help=argparse.SUPPRESS)
     up.add_argument("--env-name", default="lab", help="environment written to environments.yaml (default %(default)s)")
@@ -153,8 +159,10 @@ def _lab(args: argparse.Namespace) -> int:
             raise UsageError("--systems must be between 1 and 1000")
         if not 1024 <= args.base_port <= 65535 - 10 - args.systems:
             raise UsageError(f"--base-port must leave room for {args.systems + 10} ports below 65536")
+        if args.subnet is not None and args.system_kind != "container":
+            raise UsageError("--subnet is the bridge of container systems: use it with --system-kind container")
         spec = lab.up(
-            LabSpec(base_port=args.base_port, systems=args.systems, system_kind=args.system_kind),
+            LabSpec(base_port=args.base_port, systems=args.systems, system_kind=args.system_kind, subnet=args.subnet),
             env_name=None if args.no_env else args.env_name,
         )
         kind = " (QEMU VMs)" if spec.system_kind == "qemu" else ""

@@ -70,11 +70,17 @@ class Lab:
             )
         if self.layout.spec_file.exists():
             saved = LabSpec.load(self.layout.spec_file)
-            if (saved.base_port, saved.systems, saved.system_kind) != (spec.base_port, spec.systems, spec.system_kind):
-                # A different port plan, pool size or kind of systems: keep the credentials, start afresh otherwise.
+            subnet = spec.subnet or saved.subnet  # a subnet asked for now, else the one chosen before
+            if (saved.base_port, saved.systems, saved.system_kind, saved.subnet) != (
+                spec.base_port,
+                spec.systems,
+                spec.system_kind,
+                subnet,
+            ):
+                # A different port plan, pool, kind of systems or subnet: keep the credentials, start afresh.
                 self._wipe_state()
             spec = dataclasses.replace(
-                saved, base_port=spec.base_port, systems=spec.systems, system_kind=spec.system_kind
+                saved, base_port=spec.base_port, systems=spec.systems, system_kind=spec.system_kind, subnet=subnet
             )
         check_prerequisites(spec)
         if spec.system_kind == "container":

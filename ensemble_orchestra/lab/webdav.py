@@ -125,6 +125,8 @@ def write_webdav_config(layout: LabLayout, spec: LabSpec) -> list[str]:
         docroot=docroot,
         log_dir=log_dir,
         port=spec.webdav_port,
+        # A container lab's systems reach the storage at the bridge address, the host at loopback.
+        addresses=tuple(dict.fromkeys((LAB_HOST, spec.server_address(layout.root)))),
         run_as_worker=worker is not None,
         defines=defines,
         include=conf.resolve(),
@@ -239,6 +241,7 @@ def _httpd_conf(
     docroot: Path,
     log_dir: Path,
     port: int,
+    addresses: tuple[str, ...],
     run_as_worker: bool,
     defines: dict[str, object],
     include: Path,
@@ -249,7 +252,7 @@ def _httpd_conf(
         f"ServerRoot {_quote(server_root)}",
         f"DefaultRuntimeDir {_quote(run_dir)}",
         f"PidFile {_quote(run_dir / 'apache2.pid')}",
-        f"Listen {LAB_HOST}:{port}",
+        *(f"Listen {address}:{port}" for address in addresses),
         f"ServerName {LAB_HOST}",
         "",
         *(

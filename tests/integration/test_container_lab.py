@@ -1,10 +1,13 @@
-"""A lab of container systems (issue 11), end to end: Cobbler, IPMI and the provider boot a real Debian.
+"""A lab of container systems (issue 11), end to end: `ensemble bootstrap --wait` puts a real Debian on machine 0.
 
-`lab up --system-kind container` puts the lab's bridge up; the provider's bootstrap claims a system and
-powers it on through Cobbler and fence_ipmilan; the BMC's power hook boots it under systemd-nspawn: the
-installer fetches its preseed from Cobbler's svc on the bridge address and writes the NoCloud seed into the
-system's disk; cloud-init acts on exactly the user data the provider generated; the host logs in over SSH
-with the lab's key at the address Cobbler records. ``lab down`` leaves no bridge, veth or namespace behind.
+The lab's systems are containers on the lab's own bridge; `ensemble bootstrap -e ENV --wait` (a process, as
+a user types it) claims a system and powers it on through Cobbler and fence_ipmilan; the BMC's power hook
+boots it under systemd-nspawn: the installer fetches its preseed from Cobbler's svc on the bridge address and
+writes the NoCloud seed into the system's disk; cloud-init acts on exactly the user data the provider
+generated — its packages come through the lab's apt-cacher-ng, its runcmd runs; the host logs in over SSH with
+the lab's key at the address Cobbler records, and the system reaches the lab's WebDAV storage at the bridge
+address. `destroy-environment` powers it off through Cobbler; `lab down` leaves no bridge, veth, namespace or
+mount behind.
 """
 
 from __future__ import annotations
@@ -12,27 +15,28 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_twisted
 
+from ensemble_orchestra.home import environments_file
 from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.container_lab import package_proxy
-from ensemble_orchestra.lab.envfile import lab_environment
+from ensemble_orchestra.lab.envfile import lab_environment, merge_environment
 from ensemble_orchestra.lab.programs import container_system
 from ensemble_orchestra.lab.programs.system_files import disk_dir
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
-from ensemble_orchestra.provider import create_orchestra_provider
 from ensemble_orchestra.provider.ownership import USER_DATA_KEY
-from ensemble_orchestra.schedule import Schedule
 
 pytestmark = pytest.mark.lab
 
-BOOT_TIMEOUT = 120.0  # power on through Cobbler → install → boot → cloud-init finished
+CLOUD_INIT_TIMEOUT = 180.0  # installed → cloud-init finished: its packages (ZooKeeper, Java) take ~30 s warm
+ENV = "box"
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +45,17 @@ def container_lab(lab_parent: Path, ensemble_home: Path) -> Iterator[RunningLab]
         pytest.skip("container systems need root (bridges, systemd-nspawn)")
     running = start_lab(lab_parent / "container-lab", systems=2, env_name=None, system_kind="container")
     try:
+        raw = dict(lab_environment(running.spec, running.layout))
+        raw["power-timeout"] = 30
+        merge_environment(environments_file(), ENV, raw)
         yield running
     finally:
         running.lab.down()
+
+
+def _ensemble(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 def _links_on(bridge: str) -> list[str]:
@@ -51,59 +63,65 @@ def _links_on(bridge: str) -> list[str]:
     return [link["ifname"] for link in json.loads(found) if bridge in (link["ifname"], link.get("master"))]
 
 
-@pytest_twisted.ensureDeferred
-async def test_bootstrap_boots_a_real_debian_that_runs_the_providers_user_data(container_lab: RunningLab) -> None:
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
+def _ssh(lab: RunningLab, address: str, command: str) -> subprocess.CompletedProcess[str]:
+    key = lab.layout.ssh_dir / "id_ed25519"
+    options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
+    options += ["-o", "ConnectTimeout=5", "-i", str(key)]
+    return subprocess.run(["ssh", *options, f"debian@{address}", command], capture_output=True, text=True, timeout=60)
 
+
+def test_bootstrap_wait_boots_a_real_debian_that_runs_the_providers_user_data(container_lab: RunningLab) -> None:
     lab = container_lab
     network = lab.spec.network(lab.layout.root)
     assert network is not None and _links_on(network.bridge) == [network.bridge]
-    raw = dict(lab_environment(lab.spec, lab.layout))
-    raw["power-timeout"] = 30
-    provider = create_orchestra_provider("box", raw, reactor)
-    provider.power.schedule = Schedule((0.1, 0.2, 0.5), timeout=30)
+    started = time.monotonic()
+    boot = _ensemble("bootstrap", "-e", ENV, "--wait")
+    assert boot.returncode == 0, boot.stderr
+    print(f"bootstrap --wait: {time.monotonic() - started:.1f} s")
+    status = json.loads(_ensemble("status", "-e", ENV, "--format", "json").stdout)
+    [(_, machine)] = status["machines"].items()
+    assert machine["instance-state"] == "provisioned"
+    [name] = [s for s in lab.cobbler().find_system({"uid": machine["instance-id"]})]
+    system_dir = lab.system_dir(name)
     try:
-        started = time.monotonic()
-        [machine] = await provider.bootstrap({})
-        system_dir = lab.system_dir(machine.system_name)
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        deadline = time.monotonic() + CLOUD_INIT_TIMEOUT
         while not container_system.describe(system_dir, True).startswith("cloud-init"):
             assert time.monotonic() < deadline, (system_dir / "state").read_text()
-            await deferLater(reactor, 0.2, lambda: None)
+            time.sleep(0.5)
         print(f"bootstrap → cloud-init finished: {time.monotonic() - started:.1f} s")
 
-        record = lab.cobbler().get_system(machine.system_name)
-        assert record["netboot_enabled"] is False  # the installer's nopxe
+        record = lab.cobbler().get_system(name)
         generated = base64.b64decode(record["autoinstall_meta"][USER_DATA_KEY])
         seed = disk_dir(system_dir) / "var/lib/cloud/seed/nocloud-net"
         assert (seed / "user-data").read_bytes() == generated  # exactly the provider's user data
-        assert f"instance-id: {machine.instance_id}" in (seed / "meta-data").read_text()
+        instance = disk_dir(system_dir) / "var/lib/cloud/instances" / machine["instance-id"]
+        runcmd = (instance / "scripts/runcmd").read_text()  # cloud-init wrote and ran the user data's runcmd
+        assert "'ensemble-agent' 'machine' '--machine-id=0'" in runcmd
+        assert (instance / "sem/config_scripts_user").exists()
 
         # The host reaches it at the address Cobbler records, and logs in with the lab's key.
         address = record["interfaces"]["eth0"]["ip_address"]
-        assert address == str(network.system_address(int(machine.system_name[-3:]) - 1))
-        key = lab.layout.ssh_dir / "id_ed25519"
-        ssh = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-        ssh += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"debian@{address}", "hostname; cloud-init status"]
-        login = subprocess.run(ssh, capture_output=True, text=True, timeout=60)
-        assert login.returncode in (0, 1), login.stderr  # cloud-init status exits 1 when a module failed
-        assert login.stdout.splitlines()[0].startswith(machine.system_name)
+        assert address == str(network.system_address(int(name[-3:]) - 1))
+        login = _ssh(lab, address, "hostname; dpkg-query -W -f='${Status}' python3-kazoo")
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.splitlines() == [name, "install ok installed"]
 
-        # The user data's packages came through the lab's package proxy, to this system's address.
-        installed = ssh[:-1] + ["dpkg-query -W -f='${Status}' python3-kazoo"]
-        assert subprocess.run(installed, capture_output=True, text=True, timeout=60).stdout == "install ok installed"
+        # The user data's packages came through the lab's proxy, to this system's address.
         delivered = package_proxy(lab.layout, lab.spec).deliveries()
         kazoo = [d for d in delivered if "/python3-kazoo_" in d.path]
         assert kazoo and kazoo[0].client == address, delivered[-5:]
-        print(f"proxy deliveries: {len(delivered)}, from the cache: {sum(d.source == 'cache' for d in delivered)}")
-    finally:
-        await provider.destroy_environment()
-        await provider.close()
-    assert not bmc.power_is_on(system_dir)  # destroy-environment powered it off
 
-    # lab down: no bridge, veth or namespace of the lab remains
-    lab.lab.down()
+        # The Orchestra server's storage is at the bridge address for the systems (with its credentials).
+        host, port = network.bridge_address, lab.spec.webdav_port
+        request = f"exec 3<>/dev/tcp/{host}/{port}; printf 'GET /webdav/ HTTP/1.0\\r\\n\\r\\n' >&3; head -1 <&3"
+        answer = _ssh(lab, address, f"timeout 5 bash -c {shlex.quote(request)}")
+        assert answer.stdout.split()[1:2] == ["401"], answer  # Apache answers there: digest authentication wanted
+    finally:
+        destroyed = _ensemble("destroy-environment", "-e", ENV, "-y")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert not bmc.power_is_on(system_dir)  # powered off through Cobbler
+
+    lab.lab.down()  # lab down: no bridge, veth, namespace or mount of the lab remains
     assert _links_on(network.bridge) == []
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert network.bridge not in namespaces
+    assert network.bridge not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert str(lab.layout.root) not in Path("/proc/mounts").read_text()
