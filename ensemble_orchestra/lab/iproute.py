@@ -6,17 +6,16 @@ Plumbing for ``network.py`` (the lab's bridge) and ``netns.py`` (namespaces on i
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import LabError
+from .flock import flock_within
 
 __all__ = [
     "IpCommand",
@@ -81,15 +80,8 @@ def network_lock(path: Path = LOCK_PATH, timeout: float = LOCK_TIMEOUT) -> Itera
     except OSError as exc:
         raise NetworkError(f"cannot open the lab network lock {path} ({exc.strerror}): run the lab as root") from None
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise NetworkError(f"another lab held {path} for {timeout:g} s: try again") from None
-                time.sleep(0.05)
+        if not flock_within(fd, timeout):
+            raise NetworkError(f"another lab held {path} for {timeout:g} s: try again")
         yield
     finally:
         os.close(fd)

@@ -22,7 +22,6 @@ build, and a crashed one leaves nothing that looks like an image. Runs in ``scri
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from .debian_mirror import host_mirror
 from .errors import LabError
+from .flock import flock_within
 from .programs.system_layer import write_layer_file
 from .vm_image import cache_dir
 
@@ -178,19 +178,12 @@ def _build_lock(path: Path, timeout: float) -> Iterator[None]:
     """Hold an exclusive flock on *path*, waiting at most *timeout* seconds for another builder."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    raise SystemImageError(
-                        f"{path}: another build of the image (pid {holder}) still holds this lock after "
-                        f"{timeout:.0f} s; wait for it to finish or stop it"
-                    ) from None
-                time.sleep(0.2)
+        if not flock_within(fd, timeout, poll=0.2):
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise SystemImageError(
+                f"{path}: another build of the image (pid {holder}) still holds this lock after "
+                f"{timeout:.0f} s; wait for it to finish or stop it"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
