@@ -48,7 +48,9 @@ __all__ = [
 
 CLEAN_STOP_TIMEOUT = 8.0  # seconds for systemd inside to power off (MariaDB shuts down in ~1 s)
 KILL_TIMEOUT = 4.0  # then SIGKILL to its PID 1: nspawn exits right after
-assert CLEAN_STOP_TIMEOUT + KILL_TIMEOUT < CONTAINER_STOP_TIMEOUT  # the power hook kills this program after that
+TERMINATE_TIMEOUT = 2.0  # the last resort: nspawn's own halt
+# The power hook SIGKILLs this program after CONTAINER_STOP_TIMEOUT: every step must be over before.
+assert CLEAN_STOP_TIMEOUT + KILL_TIMEOUT + TERMINATE_TIMEOUT < CONTAINER_STOP_TIMEOUT
 START_TIMEOUT = 15.0  # seconds for nspawn to start the system's PID 1
 # This machine has hybrid cgroups (PID 1 is not systemd); nspawn wants its launcher in a cgroup of its own in
 # both hierarchies, else every system's daemons end up mixed in one cgroup (LAB-NOTES).
@@ -196,7 +198,10 @@ def _power_off(nspawn: subprocess.Popen[bytes]) -> str:
         except subprocess.TimeoutExpired:
             continue
     nspawn.terminate()  # nspawn's own halt: the last resort (SIGKILL to nspawn would leave the system running)
-    nspawn.wait(KILL_TIMEOUT)
+    try:
+        nspawn.wait(TERMINATE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return "abandoned"  # still there: lab down's network cleanup removes its veth; the state file says so
     return "terminated"
 
 
