@@ -13,6 +13,7 @@ import pytest
 
 from ensemble_orchestra.lab.envfile import lab_environment
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
+from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer, ZooKeeperServerError, free_port
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +49,27 @@ def session_lab(ensemble_home: Path, lab_parent: Path) -> Iterator[RunningLab]:
         yield running
     finally:
         running.lab.down()
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+    """A real ZooKeeper (Debian's 3.8) on a free loopback port, started once per session (per xdist worker).
+
+    The port is free when picked; another process may take it before the JVM binds it, so try three ports.
+    """
+    directory = tmp_path_factory.mktemp("zookeeper")
+    for attempt in range(3):
+        server = ZooKeeperServer(directory, free_port())
+        try:
+            server.start()
+            break
+        except ZooKeeperServerError:
+            if attempt == 2:
+                raise
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,160 @@
+"""A ZooKeeper session for the environment's state: connect (bounded), authenticate, read and write nodes, close.
+
+A thin layer over kazoo's ``KazooClient``: every call returns when ZooKeeper answered, as an awaitable that the
+reactor fires (see ``bridge``), bounded by ``operation_timeout``, and every kazoo failure leaves as a
+``StateError`` through the one table in ``errors``. The CLI authenticates as ``admin`` with the environment's
+admin secret through ZooKeeper's digest scheme; nodes we create carry the admin's digest ACL only (nothing for
+anyone else: Ensemble's world-open ACL is gone). The secret itself stays in this process: ZooKeeper and the
+machines see only :func:`digest_identity` (``admin:base64(sha1("admin:<secret>"))``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any, cast
+
+from kazoo.client import KazooClient
+from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.retry import KazooRetry
+from kazoo.security import ACL, make_digest_acl
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ..secret import Secret, reveal
+from .bridge import StateReactor, deferred_from_async, in_thread
+from .errors import StateConnectionError, state_error
+
+__all__ = ["ADMIN_USER", "StateClient", "admin_acl", "digest_identity"]
+
+ADMIN_USER = "admin"
+CONNECT_TIMEOUT = 10.0
+OPERATION_TIMEOUT = 10.0
+SESSION_TIMEOUT = 10.0  # ZooKeeper keeps our ephemeral nodes this long after we vanish
+
+log = Logger()
+
+
+def digest_identity(user: str, secret: str | Secret) -> str:
+    """ZooKeeper's digest identity ``user:base64(sha1("user:secret"))``: what an ACL names, never the secret."""
+    digest = hashlib.sha1(f"{user}:{reveal(secret)}".encode()).digest()
+    return f"{user}:{base64.b64encode(digest).decode()}"
+
+
+def admin_acl(secret: str | Secret) -> list[ACL]:
+    """The ACL of the nodes we create: every permission for the admin identity, none for anyone else."""
+    return [make_digest_acl(ADMIN_USER, reveal(secret), all=True)]
+
+
+class StateClient:
+    """One authenticated ZooKeeper session; build it with :meth:`connect`, end it with :meth:`close`."""
+
+    def __init__(
+        self, reactor: StateReactor, kazoo: KazooClient, hosts: str, acl: list[ACL], operation_timeout: float
+    ) -> None:
+        self.reactor = reactor
+        self.kazoo = kazoo
+        self.hosts = hosts
+        self.acl = acl
+        self.operation_timeout = operation_timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        reactor: StateReactor,
+        hosts: str,
+        admin_secret: str | Secret,
+        *,
+        timeout: float = CONNECT_TIMEOUT,
+        operation_timeout: float = OPERATION_TIMEOUT,
+    ) -> StateClient:
+        """A session with ZooKeeper at *hosts* (``host:port,...``), as admin; StateConnectionError after *timeout*.
+
+        kazoo would retry a refused connection forever: past *timeout* we stop it (in a thread: stop joins
+        kazoo's threads) and say so in one line.
+        """
+        secret = reveal(admin_secret)
+        kazoo = KazooClient(
+            hosts=hosts,
+            timeout=SESSION_TIMEOUT,
+            auth_data=[("digest", f"{ADMIN_USER}:{secret}")],
+            default_acl=admin_acl(secret),
+            connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),  # we bound the whole wait ourselves
+        )
+        client = cls(reactor, kazoo, hosts, admin_acl(secret), operation_timeout)
+        connected: Deferred[None] = Deferred()
+
+        def fire(state: str) -> None:  # in the reactor thread
+            if connected.called:
+                return
+            if state == KazooState.CONNECTED:
+                connected.callback(None)
+            elif state == "timeout":
+                connected.errback(
+                    StateConnectionError(
+                        f"ZooKeeper at {hosts} did not answer within {timeout:g} s: is it running and reachable?"
+                    )
+                )
+            else:
+                connected.errback(StateConnectionError(f"ZooKeeper at {hosts} ended our session as it began"))
+
+        def listener(state: str) -> bool:  # in kazoo's connection thread
+            reactor.callFromThread(fire, state)
+            return state == KazooState.CONNECTED  # True: stop listening
+
+        kazoo.add_listener(listener)
+        timer = reactor.callLater(timeout, fire, "timeout")
+        try:
+            await in_thread(reactor, kazoo.start_async)
+            await connected
+        except BaseException:
+            await client.close()
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+        log.debug("connected to ZooKeeper at {hosts}", hosts=hosts)
+        return client
+
+    async def _call(self, path: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """kazoo's ``<method>_async(*args)`` on *path*, awaited through the bridge; failures mapped."""
+        try:
+            result = getattr(self.kazoo, f"{method}_async")(path, *args, **kwargs)
+        except Exception as failure:  # kazoo refuses some calls at once (a closed client, a bad argument)
+            raise state_error(failure, path) from failure
+        timeout = self.operation_timeout
+
+        def expired() -> Exception:
+            return StateConnectionError(f"ZooKeeper at {self.hosts} did not answer within {timeout:g} s ({path})")
+
+        try:
+            return await deferred_from_async(self.reactor, result, timeout, expired)
+        except Exception as failure:
+            raise state_error(failure, path) from failure
+
+    async def get(self, path: str) -> tuple[bytes, ZnodeStat]:
+        """The node's data and its stat (``stat.version`` is what a version-checked write gives back)."""
+        return cast(tuple[bytes, ZnodeStat], await self._call(path, "get"))
+
+    async def exists(self, path: str) -> ZnodeStat | None:
+        return cast("ZnodeStat | None", await self._call(path, "exists"))
+
+    async def create(self, path: str, data: bytes = b"", *, ephemeral: bool = False) -> str:
+        """Create *path* with the admin ACL; StateNodeExistsError if it is there already."""
+        return cast(str, await self._call(path, "create", data, acl=self.acl, ephemeral=ephemeral))
+
+    async def set(self, path: str, data: bytes, version: int = -1) -> ZnodeStat:
+        """Write *data* if the node is still at *version* (-1: any); StateConflictError if it moved on."""
+        return cast(ZnodeStat, await self._call(path, "set", data, version))
+
+    async def delete(self, path: str, version: int = -1) -> None:
+        await self._call(path, "delete", version)
+
+    async def close(self) -> None:
+        """End the session (our ephemeral nodes go with it) and free kazoo's threads; safe to call twice."""
+
+        def stop() -> None:
+            self.kazoo.stop()
+            self.kazoo.close()
+
+        await in_thread(self.reactor, stop)

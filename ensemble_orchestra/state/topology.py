@@ -1,0 +1,195 @@
+"""The topology: which machines, services and units the environment has, as one immutable value.
+
+It is the content of the ``/topology`` node (YAML), so a change that spans machines, services and units is ONE
+version-checked write (see ``topology_node``). Changes are pure functions returning a new Topology: a change
+that lost a race is simply run again on the fresh value. Identifiers follow Ensemble: machines are numbered
+from a sequence that never goes back (machine 0 is the bootstrap node), units are ``<service>/<n>`` numbered
+per service, and services are keyed by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from .errors import StateCorruptError, TopologyError
+
+__all__ = ["FORMAT_VERSION", "Machine", "Service", "Topology", "Unit"]
+
+FORMAT_VERSION = 1
+
+
+def _frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine of the environment (its details, instance id and agent, live in ``/machines/machine-N``)."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a service, and the machine it is assigned to (None: not yet placed)."""
+
+    name: str  # "<service>/<n>"
+    machine: int | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """A deployed service: its charm and its units by name."""
+
+    name: str
+    charm: str
+    units: Mapping[str, Unit] = field(default_factory=_frozen)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", _frozen(self.units))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The environment's map; every method returns a new Topology and leaves this one as it was."""
+
+    machines: Mapping[int, Machine] = field(default_factory=_frozen)
+    services: Mapping[str, Service] = field(default_factory=_frozen)
+    machine_sequence: int = 0  # the next machine id
+    unit_sequence: Mapping[str, int] = field(default_factory=_frozen)  # per service: the next unit number
+
+    def __post_init__(self) -> None:
+        for name in ("machines", "services", "unit_sequence"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    # -- changes ---------------------------------------------------------------------------------
+
+    def add_machine(self) -> Topology:
+        """A new machine, numbered from the sequence (``new_machine_id`` of the result tells which)."""
+        machine = Machine(self.machine_sequence)
+        return dataclasses.replace(
+            self, machines={**self.machines, machine.id: machine}, machine_sequence=machine.id + 1
+        )
+
+    @property
+    def new_machine_id(self) -> int:
+        """The id the last ``add_machine`` gave."""
+        return self.machine_sequence - 1
+
+    def remove_machine(self, machine_id: int) -> Topology:
+        """Without machine *machine_id*; refused while units are assigned to it (and for machine 0)."""
+        self._machine(machine_id)
+        if machine_id == 0:
+            raise TopologyError("machine 0 runs the environment's ZooKeeper and agents: it cannot be removed")
+        placed = sorted(unit.name for unit in self.units() if unit.machine == machine_id)
+        if placed:
+            raise TopologyError(f"machine {machine_id} has units ({', '.join(placed)}): remove them first")
+        return dataclasses.replace(self, machines={k: v for k, v in self.machines.items() if k != machine_id})
+
+    def add_service(self, name: str, charm: str) -> Topology:
+        if name in self.services:
+            raise TopologyError(f"service {name} exists already: choose another name")
+        return dataclasses.replace(self, services={**self.services, name: Service(name, charm)})
+
+    def remove_service(self, name: str) -> Topology:
+        service = self._service(name)
+        if service.units:
+            raise TopologyError(f"service {name} has units ({', '.join(sorted(service.units))}): remove them first")
+        return dataclasses.replace(self, services={k: v for k, v in self.services.items() if k != name})
+
+    def add_unit(self, service_name: str, machine: int | None = None) -> Topology:
+        """A new unit of *service_name*, numbered from its sequence, placed on *machine* if given."""
+        service = self._service(service_name)
+        if machine is not None:
+            self._machine(machine)
+        number = self.unit_sequence.get(service_name, 0)
+        unit = Unit(f"{service_name}/{number}", machine)
+        service = dataclasses.replace(service, units={**service.units, unit.name: unit})
+        return dataclasses.replace(
+            self,
+            services={**self.services, service_name: service},
+            unit_sequence={**self.unit_sequence, service_name: number + 1},
+        )
+
+    def assign_unit(self, unit_name: str, machine: int) -> Topology:
+        service = self._service(unit_name.partition("/")[0])
+        if unit_name not in service.units:
+            raise TopologyError(f"unit {unit_name} does not exist")
+        self._machine(machine)
+        service = dataclasses.replace(service, units={**service.units, unit_name: Unit(unit_name, machine)})
+        return dataclasses.replace(self, services={**self.services, service.name: service})
+
+    def remove_unit(self, unit_name: str) -> Topology:
+        service = self._service(unit_name.partition("/")[0])
+        if unit_name not in service.units:
+            raise TopologyError(f"unit {unit_name} does not exist")
+        units = {k: v for k, v in service.units.items() if k != unit_name}
+        return dataclasses.replace(
+            self, services={**self.services, service.name: dataclasses.replace(service, units=units)}
+        )
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def units(self) -> list[Unit]:
+        return [unit for service in self.services.values() for unit in service.units.values()]
+
+    def _machine(self, machine_id: int) -> Machine:
+        try:
+            return self.machines[machine_id]
+        except KeyError:
+            raise TopologyError(f"machine {machine_id} does not exist in the environment") from None
+
+    def _service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise TopologyError(f"service {name} does not exist in the environment") from None
+
+    # -- YAML ------------------------------------------------------------------------------------
+
+    def to_yaml(self) -> str:
+        document = {
+            "version": FORMAT_VERSION,
+            "machine-sequence": self.machine_sequence,
+            "machines": {machine_id: {} for machine_id in sorted(self.machines)},
+            "services": {
+                name: {
+                    "charm": service.charm,
+                    "units": {unit.name: {"machine": unit.machine} for unit in service.units.values()},
+                }
+                for name, service in sorted(self.services.items())
+            },
+            "unit-sequence": dict(sorted(self.unit_sequence.items())),
+        }
+        return yaml.safe_dump(document, default_flow_style=False, sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str | bytes, where: str = "/topology") -> Topology:
+        """The topology *text* holds; StateCorruptError (naming *where*) if it is not what ``to_yaml`` writes."""
+        if not text:
+            return cls()
+        try:
+            document = yaml.safe_load(text)
+            if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+                raise ValueError(f"expected a mapping with version: {FORMAT_VERSION}")
+            machines = {int(k): Machine(int(k)) for k in document.get("machines") or {}}
+            services = {}
+            for name, entry in (document.get("services") or {}).items():
+                units = {
+                    str(unit): Unit(str(unit), None if info["machine"] is None else int(info["machine"]))
+                    for unit, info in (entry.get("units") or {}).items()
+                }
+                services[str(name)] = Service(str(name), str(entry["charm"]), units)
+            sequences = {str(k): int(v) for k, v in (document.get("unit-sequence") or {}).items()}
+            return cls(machines, services, int(document["machine-sequence"]), sequences)
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StateCorruptError(
+                f"{where} does not hold a topology this version can read ({problem}): repair or re-initialize it"
+            ) from None

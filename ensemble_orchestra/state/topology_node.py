@@ -1,0 +1,72 @@
+"""``/topology``: read it, and change it atomically with a version-checked read-modify-write.
+
+``change(fn)`` reads the node and its version, computes ``fn(topology)`` and writes the result only if the node
+is still at that version (a set with the version, or a create when the node does not exist yet). A write that
+lost the race (BadVersion, or NodeExists for the first create) is retried from a fresh read, so *fn* must be a
+pure function of the topology it is given (``Topology``'s methods are). Every concurrent change survives: each
+round, at least one writer wins. The attempts are bounded; past them the change fails as retryable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.logger import Logger
+
+from .client import StateClient
+from .errors import StateConflictError, StateNodeExistsError, StateNotFoundError
+from .topology import Topology
+
+__all__ = ["MAX_ATTEMPTS", "TOPOLOGY_PATH", "TopologyNode"]
+
+TOPOLOGY_PATH = "/topology"
+MAX_ATTEMPTS = 100  # n concurrent writers need at most n rounds; this is far beyond any real contention
+
+log = Logger()
+
+
+class TopologyNode:
+    """Typed access to the topology node of one ZooKeeper session."""
+
+    def __init__(self, client: StateClient, path: str = TOPOLOGY_PATH, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.client = client
+        self.path = path
+        self.max_attempts = max_attempts
+
+    async def read(self) -> Topology:
+        """The topology now (an empty one if the node does not exist yet)."""
+        topology, _ = await self._read()
+        return topology
+
+    async def change(self, change: Callable[[Topology], Topology]) -> Topology:
+        """Apply *change* atomically, retried on conflict; return the topology written.
+
+        A change that returns an equal topology writes nothing. Errors *change* raises (TopologyError) end it
+        at once, without a write.
+        """
+        for attempt in range(1, self.max_attempts + 1):
+            current, version = await self._read()
+            changed = change(current)
+            if changed == current:
+                return current
+            data = changed.to_yaml().encode()
+            try:
+                if version is None:
+                    await self.client.create(self.path, data)
+                else:
+                    await self.client.set(self.path, data, version)
+            except (StateConflictError, StateNodeExistsError):
+                log.debug("{path} changed under us (attempt {attempt}): again", path=self.path, attempt=attempt)
+                continue
+            return changed
+        raise StateConflictError(
+            f"{self.path} kept changing under us: {self.max_attempts} attempts to change it lost; try again"
+        )
+
+    async def _read(self) -> tuple[Topology, int | None]:
+        """The topology and the node's version (None: no node yet)."""
+        try:
+            data, stat = await self.client.get(self.path)
+        except StateNotFoundError:
+            return Topology(), None
+        return Topology.from_yaml(data, self.path), stat.version
