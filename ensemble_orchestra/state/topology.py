@@ -22,6 +22,9 @@ from .errors import StateCorruptError, TopologyError
 __all__ = ["FORMAT_VERSION", "Machine", "Service", "Topology", "Unit"]
 
 FORMAT_VERSION = 1
+# libyaml when PyYAML has it: 1,000 machines and 2,000 units load in ~0.2 s with the pure-Python loader.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
@@ -167,7 +170,7 @@ class Topology:
             },
             "unit-sequence": dict(sorted(self.unit_sequence.items())),
         }
-        return yaml.safe_dump(document, default_flow_style=False, sort_keys=False)
+        return yaml.dump(document, Dumper=_Dumper, default_flow_style=False, sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str | bytes, where: str = "/topology") -> Topology:
@@ -175,7 +178,7 @@ class Topology:
         if not text:
             return cls()
         try:
-            document = yaml.safe_load(text)
+            document = yaml.load(text, Loader=_Loader)
             if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
                 raise ValueError(f"expected a mapping with version: {FORMAT_VERSION}")
             machines = {int(k): Machine(int(k)) for k in document.get("machines") or {}}

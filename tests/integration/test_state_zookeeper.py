@@ -177,3 +177,23 @@ def test_server_on_a_taken_port_fails_in_one_line(tmp_path: Path) -> None:
     assert time.monotonic() - started < 16
     assert str(server.output_log) in str(raised.value) and "\n" not in str(raised.value)
     assert server.running_pid() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_zookeeper_gone_mid_session_is_retryable_within_bound(connect: Connect, tmp_path: Path) -> None:
+    """A ZooKeeper of this test's own stops under a live session: the next read fails with the retryable
+    connection error within the operation bound (kazoo would otherwise queue it until a reconnect)."""
+    server = ZooKeeperServer(tmp_path, free_port())
+    server.start()
+    try:
+        client = await connect(hosts=server.hosts, operation_timeout=1.0)
+        await client.create("/here", b"x")
+        assert server.stop()
+        started = time.monotonic()
+        with pytest.raises(StateConnectionError) as raised:
+            await client.get("/here")
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert raised.value.retryable
+    assert elapsed < 2.0, elapsed
