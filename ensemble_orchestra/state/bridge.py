@@ -46,11 +46,15 @@ def deferred_from_async(
     on_timeout: Callable[[], Exception],
 ) -> Deferred[Any]:
     """A Deferred that fires in the reactor with *result*'s value or exception, or with on_timeout() after *timeout*."""
-    done: Deferred[Any] = Deferred()
+    def cancel(_: Deferred[Any]) -> None:  # the caller gave up: the timer goes, a late answer is dropped
+        if timer.active():
+            timer.cancel()
+
+    done: Deferred[Any] = Deferred(cancel)
 
     def fire(value: Any, failure: BaseException | None) -> None:  # in the reactor thread
         if done.called:
-            return  # timed out already
+            return  # timed out or cancelled already
         timer.cancel()
         if failure is not None:
             done.errback(failure)

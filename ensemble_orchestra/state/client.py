@@ -18,7 +18,7 @@ from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_digest_acl
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 
 from ..secret import Secret, reveal
@@ -129,6 +129,8 @@ class StateClient:
 
         try:
             return await deferred_from_async(self.reactor, result, timeout, expired)
+        except CancelledError:
+            raise  # the caller gave up (Ctrl-C): not ZooKeeper's failure
         except Exception as failure:
             raise state_error(failure, path) from failure
 

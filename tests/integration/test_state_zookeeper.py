@@ -197,3 +197,18 @@ async def test_zookeeper_gone_mid_session_is_retryable_within_bound(connect: Con
         server.stop()
     assert raised.value.retryable
     assert elapsed < 2.0, elapsed
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_call_leaves_no_timer(connect: Connect, node_path: str) -> None:
+    """Cancelling a call (Ctrl-C) ends it at once with CancelledError and cancels its timeout timer."""
+    from twisted.internet import reactor
+
+    client = await connect(operation_timeout=30.0)
+    before = len(reactor.getDelayedCalls())
+    pending = defer.Deferred.fromCoroutine(client.get(node_path))
+    assert len(reactor.getDelayedCalls()) == before + 1
+    pending.cancel()
+    with pytest.raises(defer.CancelledError):
+        await pending
+    assert len(reactor.getDelayedCalls()) == before
