@@ -18,12 +18,15 @@ from .errors import (
 )
 from .topology import Machine, Service, Topology, Unit
 from .topology_node import TOPOLOGY_PATH, TopologyNode
+from .watch import NodeWatch, SessionState
 
 __all__ = [
     "ADMIN_USER",
     "TOPOLOGY_PATH",
     "Machine",
+    "NodeWatch",
     "Service",
+    "SessionState",
     "StateAuthError",
     "StateClient",
     "StateConflictError",

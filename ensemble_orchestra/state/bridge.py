@@ -22,9 +22,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["StateReactor", "deferred_from_async", "in_thread"]
+__all__ = ["ReactorThread", "StateReactor", "deferred_from_async", "in_thread"]
 
 T = TypeVar("T")
+
+
+class ReactorThread(Protocol):
+    """The one way into the reactor thread from kazoo's threads (all a watch or the log bridge needs)."""
+
+    def callFromThread(self, callable: Callable[..., Any], *args: Any, **kw: Any) -> None: ...
 
 
 class StateReactor(Protocol):

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.recipe.watchers import DataWatch
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_digest_acl
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..secret import Secret, reveal
 from .bridge import StateReactor, deferred_from_async, in_thread
 from .errors import StateConnectionError, state_error
+from .kazoo_log import install_kazoo_logging
+from .watch import NodeWatch, SessionState
 
 __all__ = ["ADMIN_USER", "StateClient", "admin_acl", "digest_identity"]
 
@@ -33,6 +38,8 @@ OPERATION_TIMEOUT = 10.0
 SESSION_TIMEOUT = 10.0  # ZooKeeper keeps our ephemeral nodes this long after we vanish
 
 log = Logger()
+
+T = TypeVar("T")
 
 
 def digest_identity(user: str, secret: str | Secret) -> str:
@@ -74,6 +81,7 @@ class StateClient:
         kazoo's threads) and say so in one line.
         """
         secret = reveal(admin_secret)
+        install_kazoo_logging(reactor)
         kazoo = KazooClient(
             hosts=hosts,
             timeout=SESSION_TIMEOUT,
@@ -151,6 +159,64 @@ class StateClient:
 
     async def delete(self, path: str, version: int = -1) -> None:
         await self._call(path, "delete", version)
+
+    def on_session(self, callback: Callable[[SessionState], object]) -> Callable[[], None]:
+        """Call *callback* in the reactor with every change of the session's state; return what stops it.
+
+        kazoo reconnects by itself, after an expiry too (a new session: CONNECTED after LOST). Node watches
+        re-arm themselves; what a LOST session takes away (ephemeral nodes) is the listener's to restore.
+        """
+        stopped = False
+
+        def deliver(state: SessionState) -> None:  # in the reactor thread
+            if stopped:
+                return
+            try:
+                callback(state)
+            except Exception:
+                log.failure("a session listener failed on {state}", state=state.name)
+
+        def listener(state: str) -> None:  # in kazoo's connection thread: must not block
+            self.reactor.callFromThread(deliver, SessionState(state))
+
+        def stop() -> None:
+            nonlocal stopped
+            stopped = True
+            self.kazoo.remove_listener(listener)
+
+        self.kazoo.add_listener(listener)
+        return stop
+
+    async def watch_data(
+        self, path: str, callback: Callable[[T | None], object], decode: Callable[[bytes, ZnodeStat], T]
+    ) -> NodeWatch[T]:
+        """Watch *path*: *callback* gets ``decode(data, stat)`` (None while the node does not exist) in the
+        reactor, now and after every change (see ``watch``), until the returned watch is stopped.
+
+        Returns once the callback has had the node's current value, within ``operation_timeout``
+        (StateConnectionError past it). An undecodable node fails the start; later it is logged and skipped.
+        """
+        watch = NodeWatch(self.reactor, path, callback, decode)
+        # DataWatch reads the node as it is built, blocking: in a thread of kazoo's (it re-reads in kazoo's
+        # threads anyway), not the reactor's pool, where a ZooKeeper that is down would hold it.
+        def start() -> None:  # in kazoo's thread
+            try:
+                DataWatch(self.kazoo, path, watch.changed)
+            except Exception as failure:  # kazoo retries a lost connection; the rest (NoAuth...) ends here
+                self.reactor.callFromThread(watch.failed, state_error(failure, path))
+
+        self.kazoo.handler.spawn(start)
+        timeout = self.operation_timeout
+
+        def expired(result: object, after: float) -> None:
+            raise StateConnectionError(f"ZooKeeper at {self.hosts} did not answer within {timeout:g} s ({path})")
+
+        try:
+            await watch.first.addTimeout(timeout, cast(IReactorTime, self.reactor), onTimeoutCancel=expired)
+        except BaseException:
+            watch.stop()
+            raise
+        return watch
 
     async def close(self) -> None:
         """End the session (our ephemeral nodes go with it) and free kazoo's threads; safe to call twice."""

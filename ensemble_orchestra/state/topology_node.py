@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kazoo.protocol.states import ZnodeStat
 from twisted.logger import Logger
 
 from .client import StateClient
 from .errors import StateConflictError, StateNodeExistsError, StateNotFoundError
 from .topology import Topology
+from .watch import NodeWatch
 
 __all__ = ["MAX_ATTEMPTS", "TOPOLOGY_PATH", "TopologyNode"]
 
@@ -62,6 +64,15 @@ class TopologyNode:
         raise StateConflictError(
             f"{self.path} kept changing under us: {self.max_attempts} attempts to change it lost; try again"
         )
+
+    async def watch(self, callback: Callable[[Topology | None], object]) -> NodeWatch[Topology]:
+        """*callback* gets the topology (None while the node does not exist) in the reactor, now and after every
+        change, in order, the latest last (see ``state.watch``); ``.stop()`` on the result ends it."""
+
+        def decode(data: bytes, stat: ZnodeStat) -> Topology:  # in kazoo's thread: parsing stays off the reactor
+            return Topology.from_yaml(data, self.path)
+
+        return await self.client.watch_data(self.path, callback, decode)
 
     async def _read(self) -> tuple[Topology, int | None]:
         """The topology and the node's version (None: no node yet)."""
