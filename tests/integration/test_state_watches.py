@@ -158,8 +158,8 @@ async def test_a_watch_without_access_fails_at_once(connect: Connect, node_path:
 @pytest_twisted.ensureDeferred
 async def test_watch_survives_a_zookeeper_restart(connect: Connect, tmp_path: Path) -> None:
     """ZooKeeper (this test's own) stops and starts again on the same port and data: the watching session
-    is SUSPENDED, then CONNECTED again, and a change made from a new session after the restart reaches the
-    watcher within the bound."""
+    is SUSPENDED, then CONNECTED again (the same session: the server restored it, no LOST), and a change
+    made from a new session after the restart reaches the watcher within the bound."""
     server = ZooKeeperServer(tmp_path, free_port())
     server.start()
     try:
@@ -168,6 +168,7 @@ async def test_watch_survives_a_zookeeper_restart(connect: Connect, tmp_path: Pa
         watcher.on_session(states.append)
         seen = Seen()
         await TopologyNode(watcher, "/topology").watch(seen)
+        session_id = watcher.kazoo.client_id[0]
         await TopologyNode(await connect(hosts=server.hosts), "/topology").change(lambda t: t.add_machine())
         await eventually(lambda: machines(seen.last) == 1, "the change before the restart")
         assert server.stop()
@@ -181,7 +182,8 @@ async def test_watch_survives_a_zookeeper_restart(connect: Connect, tmp_path: Pa
             f"after the restart: the change reached the watcher {time.monotonic() - restarted:.2f} s after the "
             f"server was ready ({took:.2f} s after the write); session states {[s.name for s in states]}"
         )
-        assert states[-1] is SessionState.CONNECTED
+        assert states == [SessionState.SUSPENDED, SessionState.CONNECTED]
+        assert watcher.kazoo.client_id[0] == session_id, "ZooKeeper keeps a session across its restart"
     finally:
         server.stop()
 
