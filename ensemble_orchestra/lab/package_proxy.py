@@ -264,7 +264,7 @@ class PackageProxy:
             return pid
         state = "exited" if not alive() else f"did not answer within {timeout:.0f} s"
         processes.stop_process(pid_path, STOP_TIMEOUT)
-        reason = _last_line(output_log, output_start)
+        reason = processes.last_log_line(output_log, output_start)
         raise PackageProxyError(f"the package proxy (apt-cacher-ng) {state}{reason}: see {output_log}")
 
     @staticmethod
@@ -380,14 +380,3 @@ def _write(path: Path, text: str) -> None:
     tmp.chmod(0o644)  # the daemon's user reads it; nothing secret here
     tmp.replace(path)
 
-
-def _last_line(log: Path, start: int) -> str:
-    """': <the last line written to *log* after offset *start*>' (apt-cacher-ng says there why it stopped)."""
-    try:
-        with open(log, "rb") as out:
-            out.seek(start)
-            text = out.read().decode(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f": {lines[-1][:200]}" if lines else ""

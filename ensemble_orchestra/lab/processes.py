@@ -14,6 +14,7 @@ from .programs import processes as _pidfile
 from .programs.processes import process_start_time, read_pid, running_pid, stop_pid, stop_process, wait_until
 
 __all__ = [
+    "last_log_line",
     "ProcessStartError",
     "process_start_time",
     "read_pid",
@@ -45,3 +46,16 @@ def start_process(
         return _pidfile.start_process(argv, pid_path, log_path, env=env, cwd=cwd)
     except FileNotFoundError as exc:
         raise ProcessStartError(f"{argv[0]} is not installed ({exc.strerror}); run scripts/install") from None
+
+
+def last_log_line(log: Path, start: int) -> str:
+    """``": <the last line written to *log* after offset *start*>"``, or "" if none: a server that would not
+    start usually says why on its last line, and the lab's one-line errors quote it."""
+    try:
+        with open(log, "rb") as out:
+            out.seek(start)
+            text = out.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f": {lines[-1][:200]}" if lines else ""

@@ -151,20 +151,10 @@ class ZooKeeperServer:
             return pid
         state = "exited" if not alive() else f"did not serve requests within {timeout:.0f} s"
         self.stop()
-        reason = _last_line(self.output_log, start_offset)
+        reason = processes.last_log_line(self.output_log, start_offset)
         raise ZooKeeperServerError(f"ZooKeeper on {self.hosts} {state}{reason}: see {self.output_log}")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
         """Stop the server this instance started (by its recorded pid); False if none ran."""
         return processes.stop_process(self.pid_path, timeout)
 
-
-def _last_line(log: Path, start: int) -> str:
-    try:
-        with open(log, "rb") as out:
-            out.seek(start)
-            text = out.read().decode(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f": {lines[-1][:200]}" if lines else ""
