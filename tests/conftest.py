@@ -51,6 +51,9 @@ def session_lab(ensemble_home: Path, lab_parent: Path) -> Iterator[RunningLab]:
         running.lab.down()
 
 
+STATE_SECRET = "zk-admin-secret-test"  # the admin secret `connect` opens StateClients with unless told
+
+
 @pytest.fixture(scope="session")
 def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
     """A real ZooKeeper (Debian's 3.8) on a free loopback port, started once per session (per xdist worker).
@@ -105,3 +108,31 @@ def make_provider(lab: RunningLab) -> Iterator[Callable[..., Any]]:
     for provider in made:
         pytest_twisted.blockon(defer.Deferred.fromCoroutine(provider.client.close()))
         pytest_twisted.blockon(provider.storage.close())
+
+
+@pytest.fixture
+def connect(zookeeper: ZooKeeperServer) -> Iterator[Callable[..., Any]]:
+    """Opens StateClients to the session's ZooKeeper (as admin with STATE_SECRET unless told); closes them after."""
+    import pytest_twisted
+    from twisted.internet import defer, reactor
+
+    from ensemble_orchestra.state import StateClient
+
+    opened: list[StateClient] = []
+
+    async def open_client(secret: str = STATE_SECRET, hosts: str | None = None, **options: float) -> StateClient:
+        client = await StateClient.connect(reactor, hosts or zookeeper.hosts, secret, **options)
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        pytest_twisted.blockon(defer.Deferred.fromCoroutine(client.close()))
+
+
+@pytest.fixture
+def node_path() -> str:
+    """A topology path of the test's own, so tests sharing the session's ZooKeeper never meet."""
+    import uuid
+
+    return f"/topology-{uuid.uuid4().hex[:12]}"

@@ -7,8 +7,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,31 +18,8 @@ from twisted.internet import defer, task, threads
 from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer, free_port
 from ensemble_orchestra.state import SessionState, StateAuthError, StateClient, Topology, TopologyNode
 
-SECRET = "zk-admin-secret-watches"
 BOUND = 10.0  # seconds any delivery may take here (measured: milliseconds; a restart: a few seconds)
 Connect = Callable[..., Awaitable[StateClient]]
-
-
-@pytest.fixture
-def connect(zookeeper: ZooKeeperServer) -> Iterator[Connect]:
-    """Opens StateClients (as admin with SECRET unless told) to the session's ZooKeeper; closes them after."""
-    from twisted.internet import reactor
-
-    opened: list[StateClient] = []
-
-    async def open_client(secret: str = SECRET, hosts: str | None = None, **options: float) -> StateClient:
-        client = await StateClient.connect(reactor, hosts or zookeeper.hosts, secret, **options)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        pytest_twisted.blockon(defer.Deferred.fromCoroutine(client.close()))
-
-
-@pytest.fixture
-def node_path() -> str:
-    return f"/topology-{uuid.uuid4().hex[:12]}"
 
 
 class Seen:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,31 +22,8 @@ from ensemble_orchestra.state import (
     TopologyNode,
 )
 
-SECRET = "zk-admin-secret-test"
+SECRET = "zk-admin-secret-test"  # the secret the `connect` fixture (conftest) opens clients with
 Connect = Callable[..., Awaitable[StateClient]]
-
-
-@pytest.fixture
-def connect(zookeeper: ZooKeeperServer) -> Iterator[Connect]:
-    """Opens StateClients to the session's ZooKeeper (as admin with SECRET unless told); closes them after."""
-    from twisted.internet import reactor
-
-    opened: list[StateClient] = []
-
-    async def open_client(secret: str = SECRET, hosts: str | None = None, **options: float) -> StateClient:
-        client = await StateClient.connect(reactor, hosts or zookeeper.hosts, secret, **options)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        pytest_twisted.blockon(defer.Deferred.fromCoroutine(client.close()))
-
-
-@pytest.fixture
-def node_path() -> str:
-    """A topology path of the test's own, so tests sharing the session's ZooKeeper never meet."""
-    return f"/topology-{uuid.uuid4().hex[:12]}"
 
 
 class TickRecorder:
