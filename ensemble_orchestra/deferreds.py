@@ -10,12 +10,12 @@ method into such a method without losing its types.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 
-__all__ = ["deferred"]
+__all__ = ["deferred", "gather"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -29,3 +29,18 @@ def deferred(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Defer
         return Deferred.fromCoroutine(function(*args, **kwargs))
 
     return run
+
+
+async def gather(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run *coroutines* concurrently; their results in order, or the first one's error as it was raised.
+
+    (``gatherResults`` alone wraps it in FirstError, which no caller wants to catch.) The others are
+    cancelled when one fails.
+    """
+    running = [Deferred.fromCoroutine(c) for c in coroutines]
+    try:
+        return await gatherResults(running, consumeErrors=True)
+    except FirstError as first:
+        for other in running:
+            other.cancel()
+        raise first.subFailure.value from None

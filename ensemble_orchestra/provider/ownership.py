@@ -37,6 +37,12 @@ class OrchestraMachine:
     state: str
     system_name: str
     machine_id: str
+    address: str = ""  # the first interface's IP Cobbler records ("" if none): what SSH reaches when DNS cannot
+
+    @property
+    def reach(self) -> str:
+        """Where to connect to it: its recorded address, else its DNS name."""
+        return self.address or self.dns_name
 
     @classmethod
     def from_record(cls, record: SystemRecord) -> OrchestraMachine:
@@ -49,6 +55,7 @@ class OrchestraMachine:
             state="pending" if record.netboot_enabled else "provisioned",
             system_name=record.name,
             machine_id=str(record.autoinstall_meta.get(MACHINE_KEY, "")),
+            address=next((i.ip_address for i in record.interfaces if i.ip_address), ""),
         )
 
 

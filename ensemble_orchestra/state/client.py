@@ -10,12 +10,11 @@ machines see only :func:`digest_identity` (``admin:base64(sha1("admin:<secret>")
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import RolledBackError
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.recipe.watchers import DataWatch
 from kazoo.retry import KazooRetry
@@ -25,14 +24,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..secret import Secret, reveal
+from .acl import ADMIN_USER, Credential, digest_identity
 from .bridge import StateReactor, deferred_from_async, in_thread
 from .errors import StateConnectionError, state_error
 from .kazoo_log import install_kazoo_logging
+from .transaction import Operation
 from .watch import NodeWatch, SessionState
 
 __all__ = ["ADMIN_USER", "StateClient", "admin_acl", "digest_identity"]
 
-ADMIN_USER = "admin"
 CONNECT_TIMEOUT = 10.0
 OPERATION_TIMEOUT = 10.0
 SESSION_TIMEOUT = 10.0  # ZooKeeper keeps our ephemeral nodes this long after we vanish
@@ -40,12 +40,6 @@ SESSION_TIMEOUT = 10.0  # ZooKeeper keeps our ephemeral nodes this long after we
 log = Logger()
 
 T = TypeVar("T")
-
-
-def digest_identity(user: str, secret: str | Secret) -> str:
-    """ZooKeeper's digest identity ``user:base64(sha1("user:secret"))``: what an ACL names, never the secret."""
-    digest = hashlib.sha1(f"{user}:{reveal(secret)}".encode()).digest()
-    return f"{user}:{base64.b64encode(digest).decode()}"
 
 
 def admin_acl(secret: str | Secret) -> list[ACL]:
@@ -70,26 +64,33 @@ class StateClient:
         cls,
         reactor: StateReactor,
         hosts: str,
-        admin_secret: str | Secret,
+        admin_secret: str | Secret | None = None,
         *,
+        credentials: Sequence[Credential] = (),
         timeout: float = CONNECT_TIMEOUT,
         operation_timeout: float = OPERATION_TIMEOUT,
     ) -> StateClient:
-        """A session with ZooKeeper at *hosts* (``host:port,...``), as admin; StateConnectionError after *timeout*.
+        """A session with ZooKeeper at *hosts* (``host:port,...``); StateConnectionError after *timeout*.
 
-        kazoo would retry a refused connection forever: past *timeout* we stop it (in a thread: stop joins
-        kazoo's threads) and say so in one line.
+        The session authenticates as admin (with *admin_secret*: the CLI) or with *credentials* (an agent's);
+        nodes created without an explicit ACL get every permission for those identities only. kazoo would
+        retry a refused connection forever: past *timeout* we stop it (in a thread: stop joins kazoo's
+        threads) and say so in one line.
         """
-        secret = reveal(admin_secret)
+        if admin_secret is not None:
+            credentials = [Credential(ADMIN_USER, Secret(reveal(admin_secret))), *credentials]
+        if not credentials:
+            raise ValueError("a state session needs the admin secret or an agent's credentials")
+        default_acl = [make_digest_acl(c.user, c.secret.reveal(), all=True) for c in credentials]
         install_kazoo_logging(reactor)
         kazoo = KazooClient(
             hosts=hosts,
             timeout=SESSION_TIMEOUT,
-            auth_data=[("digest", f"{ADMIN_USER}:{secret}")],
-            default_acl=admin_acl(secret),
+            auth_data=[c.auth_data() for c in credentials],
+            default_acl=default_acl,
             connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),  # we bound the whole wait ourselves
         )
-        client = cls(reactor, kazoo, hosts, admin_acl(secret), operation_timeout)
+        client = cls(reactor, kazoo, hosts, default_acl, operation_timeout)
         connected: Deferred[None] = Deferred()
 
         def fire(state: str) -> None:  # in the reactor thread
@@ -149,9 +150,45 @@ class StateClient:
     async def exists(self, path: str) -> ZnodeStat | None:
         return cast("ZnodeStat | None", await self._call(path, "exists"))
 
-    async def create(self, path: str, data: bytes = b"", *, ephemeral: bool = False) -> str:
-        """Create *path* with the admin ACL; StateNodeExistsError if it is there already."""
-        return cast(str, await self._call(path, "create", data, acl=self.acl, ephemeral=ephemeral))
+    async def create(
+        self, path: str, data: bytes = b"", *, ephemeral: bool = False, acl: list[ACL] | None = None
+    ) -> str:
+        """Create *path* with *acl* (default: this session's identities only); StateNodeExistsError if it is there."""
+        return cast(str, await self._call(path, "create", data, acl=acl or self.acl, ephemeral=ephemeral))
+
+    async def get_children(self, path: str) -> list[str]:
+        return cast(list[str], await self._call(path, "get_children"))
+
+    async def get_acls(self, path: str) -> list[ACL]:
+        return cast(list[ACL], (await self._call(path, "get_acls"))[0])
+
+    async def set_acls(self, path: str, acl: list[ACL], version: int = -1) -> ZnodeStat:
+        return cast(ZnodeStat, await self._call(path, "set_acls", acl, version))
+
+    async def commit(self, operations: Sequence[Operation], where: str) -> None:
+        """Apply *operations* all or none (one ZooKeeper multi-transaction); the error names *where*.
+
+        A failed transaction leaves ZooKeeper as it was; the error is that of the operation that failed.
+        """
+        transaction = self.kazoo.transaction()
+        for operation in operations:
+            operation.add_to(transaction, self.acl)
+        timeout = self.operation_timeout
+
+        def expired() -> Exception:
+            return StateConnectionError(f"ZooKeeper at {self.hosts} did not answer within {timeout:g} s ({where})")
+
+        try:
+            results = await deferred_from_async(self.reactor, transaction.commit_async(), timeout, expired)
+        except CancelledError:
+            raise
+        except Exception as failure:
+            raise state_error(failure, where) from failure
+        failures = [(op, r) for op, r in zip(operations, results, strict=True) if isinstance(r, Exception)]
+        real = [(op, r) for op, r in failures if not isinstance(r, RolledBackError)]
+        if real:
+            operation, refused = real[0]
+            raise state_error(refused, operation.path) from refused
 
     async def set(self, path: str, data: bytes, version: int = -1) -> ZnodeStat:
         """Write *data* if the node is still at *version* (-1: any); StateConflictError if it moved on."""

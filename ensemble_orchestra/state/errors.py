@@ -27,6 +27,8 @@ __all__ = [
 class StateError(EnsembleError):
     """A ZooKeeper (environment state) operation failed; str() is one line naming the node and what to do."""
 
+    path: str | None = None  # the node it failed on, when one is known
+
 
 class StateConnectionError(StateError):
     """ZooKeeper did not answer, the connection dropped or the session expired: try again (reconnect)."""
@@ -72,6 +74,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], type[StateError], str], ...] = (
     (zk.OperationTimeoutError, StateConnectionError, "ZooKeeper did not answer in time ({path}): try again"),
     (TimeoutError, StateConnectionError, "ZooKeeper did not answer in time ({path}): try again"),
     (zk.BadVersionError, StateConflictError, "{path} changed while we were changing it: try again"),
+    (zk.NotEmptyError, StateConflictError, "{path} gained a child while we were removing it: try again"),
 )
 
 
@@ -79,7 +82,12 @@ def state_error(failure: BaseException, path: str) -> StateError:
     """Our error for kazoo's *failure* on node *path* (an unknown kazoo error is a fatal StateError)."""
     if isinstance(failure, StateError):
         return failure
+    error: StateError | None = None
     for raised, ours, message in ERROR_TABLE:
         if isinstance(failure, raised):
-            return ours(message.format(path=path))
-    return StateError(f"ZooKeeper failed on {path}: {type(failure).__name__} {failure}".strip())
+            error = ours(message.format(path=path))
+            break
+    if error is None:
+        error = StateError(f"ZooKeeper failed on {path}: {type(failure).__name__} {failure}".strip())
+    error.path = path
+    return error

@@ -9,7 +9,7 @@ round, at least one writer wins. The attempts are bounded; past them the change 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kazoo.protocol.states import ZnodeStat
 from twisted.logger import Logger
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from .client import StateClient
 from .errors import StateConflictError, StateNodeExistsError, StateNotFoundError
 from .topology import Topology
+from .transaction import Create, Operation, SetData
 from .watch import NodeWatch
 
 __all__ = ["MAX_ATTEMPTS", "TOPOLOGY_PATH", "TopologyNode"]
@@ -40,11 +41,17 @@ class TopologyNode:
         topology, _ = await self._read()
         return topology
 
-    async def change(self, change: Callable[[Topology], Topology]) -> Topology:
+    async def change(
+        self,
+        change: Callable[[Topology], Topology],
+        also: Callable[[Topology, Topology], Sequence[Operation]] | None = None,
+    ) -> Topology:
         """Apply *change* atomically, retried on conflict; return the topology written.
 
-        A change that returns an equal topology writes nothing. Errors *change* raises (TopologyError) end it
-        at once, without a write.
+        *also(old, new)* gives operations on other nodes that must happen with this change or not at all
+        (``/machines/machine-N`` with the machine): one multi-transaction then carries them all. A change that
+        returns an equal topology writes nothing. Errors *change* raises (TopologyError) end it at once,
+        without a write.
         """
         for attempt in range(1, self.max_attempts + 1):
             current, version = await self._read()
@@ -52,12 +59,18 @@ class TopologyNode:
             if changed == current:
                 return current
             data = changed.to_yaml().encode()
+            others = list(also(current, changed)) if also else []
             try:
-                if version is None:
+                if others:
+                    own: Operation = Create(self.path, data) if version is None else SetData(self.path, data, version)
+                    await self.client.commit([own, *others], self.path)
+                elif version is None:
                     await self.client.create(self.path, data)
                 else:
                     await self.client.set(self.path, data, version)
-            except (StateConflictError, StateNodeExistsError):
+            except (StateConflictError, StateNodeExistsError) as conflict:
+                if others and not _about(conflict, self.path):
+                    raise
                 log.debug("{path} changed under us (attempt {attempt}): again", path=self.path, attempt=attempt)
                 continue
             return changed
@@ -74,6 +87,10 @@ class TopologyNode:
 
         return await self.client.watch_data(self.path, callback, decode)
 
+    async def read_versioned(self) -> tuple[Topology, int | None]:
+        """The topology and the node's version (None: no node yet), for a change checked elsewhere."""
+        return await self._read()
+
     async def _read(self) -> tuple[Topology, int | None]:
         """The topology and the node's version (None: no node yet)."""
         try:
@@ -81,3 +98,8 @@ class TopologyNode:
         except StateNotFoundError:
             return Topology(), None
         return Topology.from_yaml(data, self.path), stat.version
+
+
+def _about(error: StateConflictError | StateNodeExistsError, path: str) -> bool:
+    """Whether a transaction's conflict is the topology's own (then a fresh read and another round help)."""
+    return error.path == path

@@ -1,0 +1,245 @@
+"""The provisioning agent (machine 0): keeps the provider's machines equal to the topology's.
+
+- Exactly one runs per environment: it holds the ephemeral ``/agents/provisioning`` node; a second one waits
+  for it to go.
+- It builds the provider from ``/environment`` (written by the CLI; readable by it and the admin only).
+- On every topology change, and every ``reconcile_interval`` seconds (a watch may merge or miss states; a
+  launch may fail), it reconciles: a topology machine with no provider machine is launched; a provider
+  machine whose machine id the topology no longer has is shut down.
+- Restart-safe: the provider records the owner and the machine id on every system it launches, so a machine
+  launched just before a crash is found and adopted, never launched twice; the new machine's agent identity
+  is recorded (and allowed in its node's ACL) BEFORE the launch, so an adopted machine's agent can register.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from .. import __version__
+from ..errors import EnsembleError
+from ..state.acl import machine_user, new_credential
+from ..state.client import StateClient
+from ..state.environment import EnvironmentSettings, read_environment, read_settings, wait_initialized
+from ..state.errors import StateNodeExistsError
+from ..state.layout import ENVIRONMENT, PROVISIONING_LOCK, dump_document
+from ..state.machines import MachineRecord, MachinesState
+from ..state.topology import Topology
+from ..state.topology_node import TopologyNode
+from ..state.watch import SessionState
+from .config import AgentConfig
+
+__all__ = ["ProvisioningAgent"]
+
+log = Logger()
+
+CONNECT_TIMEOUT = 60.0
+INITIALIZED_TIMEOUT = 600.0
+RECONCILE_INTERVAL = 60.0
+
+ProviderFactory = Callable[[str, dict[str, Any]], Any]
+
+
+def _default_provider(reactor: Any) -> ProviderFactory:
+    def make(name: str, config: dict[str, Any]) -> Any:
+        from ..provider import create_orchestra_provider
+
+        return create_orchestra_provider(name, config, reactor)
+
+    return make
+
+
+class ProvisioningAgent:
+    def __init__(
+        self,
+        reactor: Any,
+        config: AgentConfig,
+        make_provider: ProviderFactory | None = None,
+        reconcile_interval: float = RECONCILE_INTERVAL,
+    ) -> None:
+        if config.machine_agents is None:
+            raise EnsembleError("the provisioning agent's config lacks the machine-agents credential: re-initialize")
+        self.reactor = reactor
+        self.config = config
+        self.make_provider = make_provider or _default_provider(reactor)
+        self.reconcile_interval = reconcile_interval
+        self.client: StateClient | None = None
+        self.settings: EnvironmentSettings | None = None
+        self.machines: MachinesState | None = None
+        self.provider: Any = None
+        self.stopped: Deferred[None] = Deferred()
+        self._running: Deferred[None] | None = None
+        self._again = False
+        self.reconciled = 0  # completed reconciles (tests and the benchmark wait on it)
+        self.launched: list[int] = []
+
+    # -- life ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.client = client = await StateClient.connect(
+            self.reactor, self.config.zookeeper_servers, credentials=self.config.credentials, timeout=CONNECT_TIMEOUT
+        )
+        await wait_initialized(client, self.reactor, INITIALIZED_TIMEOUT)
+        self.settings = await read_settings(client)
+        self.machines = MachinesState(client, self.settings.identities)
+        await self._lock()
+        client.on_session(self._session_changed)
+        environment = await self._environment()
+        self.provider = self.make_provider(str(environment["name"]), dict(environment["config"]))
+        log.info("provisioning agent running for environment {name}", name=environment["name"])
+        await TopologyNode(client).watch(lambda topology: self.trigger())
+        loop = LoopingCall(self.trigger)
+        loop.clock = self.reactor
+        loop.start(self.reconcile_interval, now=False)
+        try:
+            await self.stopped
+        finally:
+            if loop.running:
+                loop.stop()
+
+    async def close(self) -> None:
+        if self.provider is not None:
+            await self.provider.close()
+        if self.client is not None:
+            await self.client.close()
+
+    async def _lock(self) -> None:
+        """Hold the environment's one provisioning lock (ephemeral); wait while another agent holds it."""
+        assert self.client is not None and self.settings is not None
+        me = dump_document({"host": socket.gethostname(), "pid": os.getpid(), "version": __version__})
+        acl = self.settings.identities.provisioning_owned()
+        while True:
+            try:
+                await self.client.create(PROVISIONING_LOCK, me, ephemeral=True, acl=acl)
+                return
+            except StateNodeExistsError:
+                pass
+            log.info("another provisioning agent holds {lock}: waiting for it to go", lock=PROVISIONING_LOCK)
+            await self._until_gone(PROVISIONING_LOCK)
+
+    async def _until_gone(self, path: str) -> None:
+        assert self.client is not None
+        gone: Deferred[None] = Deferred()
+
+        def changed(value: bytes | None) -> None:
+            if value is None and not gone.called:
+                gone.callback(None)
+
+        watch = await self.client.watch_data(path, changed, lambda data, stat: data)
+        try:
+            await gone
+        finally:
+            watch.stop()
+
+    async def _environment(self) -> dict[str, Any]:
+        """``/environment`` as the CLI stored it: waits (unbounded, logged) until the CLI has connected once."""
+        assert self.client is not None
+        arrived: Deferred[None] = Deferred()
+
+        def changed(value: bytes | None) -> None:
+            if value is not None and not arrived.called:
+                arrived.callback(None)
+
+        watch = await self.client.watch_data(ENVIRONMENT, changed, lambda data, stat: data)
+        try:
+            if not arrived.called:
+                log.info("waiting for the CLI to store the environment's config ({path})", path=ENVIRONMENT)
+            await arrived
+        finally:
+            watch.stop()
+        return await read_environment(self.client)
+
+    def _session_changed(self, state: SessionState) -> None:
+        log.info("ZooKeeper session {state}", state=state.name)
+        if state is SessionState.LOST and not self.stopped.called:
+            # Our lock went with the session; another agent may hold it now. Start over (systemd restarts us).
+            self.stopped.errback(EnsembleError("the ZooKeeper session expired: the provisioning lock is lost"))
+
+    # -- reconciling --------------------------------------------------------------------------------------
+
+    def trigger(self) -> Deferred[None]:
+        """Reconcile now, or once more right after the one running (changes during it are not missed)."""
+        if self._running is not None:
+            self._again = True
+            return self._running
+        self._running = Deferred.fromCoroutine(self._reconcile_until_settled())
+        return self._running
+
+    async def _reconcile_until_settled(self) -> None:
+        try:
+            while True:
+                self._again = False
+                try:
+                    await self.reconcile()
+                except Exception as error:  # logged; the next trigger or tick tries again
+                    log.error(
+                        "reconcile failed: {error}",
+                        error=str(error) if isinstance(error, EnsembleError) else repr(error),
+                    )
+                if not self._again:
+                    return
+        finally:
+            self._running = None
+
+    async def reconcile(self) -> None:
+        assert self.client is not None and self.machines is not None and self.provider is not None
+        topology: Topology = await TopologyNode(self.client).read()
+        records = await self.machines.read_all()
+        provided = {str(m.machine_id): m for m in await self.provider.get_machines()}
+        for machine_id in sorted(topology.machines):
+            record = records.get(machine_id, MachineRecord(machine_id))
+            found = provided.get(str(machine_id))
+            if found is not None:
+                if record.provider_machine_id != found.instance_id:
+                    log.info(
+                        "machine {id}: adopting {name} ({instance})",
+                        id=machine_id,
+                        name=found.system_name,
+                        instance=found.instance_id,
+                    )
+                    await self.machines.record_instance(
+                        MachineRecord(machine_id, found.instance_id, found.system_name, record.agent_identity)
+                    )
+            elif machine_id != 0:
+                await self._launch(record)
+        for machine_id_text, machine in provided.items():
+            known = machine_id_text.isdigit() and int(machine_id_text) in topology.machines
+            if not known:
+                log.info(
+                    "shutting down {name}: machine {id} is no longer in the topology",
+                    name=machine.system_name,
+                    id=machine_id_text or "?",
+                )
+                await self.provider.shutdown_machines([machine])
+        self.reconciled += 1
+
+    async def _launch(self, record: MachineRecord) -> None:
+        assert self.machines is not None and self.settings is not None and self.config.machine_agents is not None
+        machine_id = record.id
+        credential = new_credential(machine_user(machine_id))
+        # The identity goes on record (and into the node's ACL) before the launch: see the module's docstring.
+        await self.machines.record_instance(MachineRecord(machine_id, None, None, credential.identity))
+        machine_data = {
+            "machine-id": str(machine_id),
+            "zookeeper-hosts": [self.settings.zookeeper_servers],
+            "agent-credentials": [credential.to_dict(), self.config.machine_agents.to_dict()],
+            "tools": {"url": self.settings.tools_url, "sha256": self.settings.tools_sha256},
+        }
+        log.info("machine {id}: launching", id=machine_id)
+        [machine] = await self.provider.start_machine(machine_data)
+        await self.machines.record_instance(
+            MachineRecord(machine_id, machine.instance_id, machine.system_name, credential.identity)
+        )
+        self.launched.append(machine_id)
+        log.info(
+            "machine {id}: launched {name} ({instance})",
+            id=machine_id,
+            name=machine.system_name,
+            instance=machine.instance_id,
+        )
