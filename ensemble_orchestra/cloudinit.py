@@ -9,19 +9,20 @@ installed system as a NoCloud seed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from .errors import EnsembleError
-from .secret import Secret, reveal
+from .origin import INSTALL_DIR
+from .secret import Secret
+from .state.acl import ADMIN_USER, digest_identity
 
 __all__ = [
     "CloudInitError",
@@ -32,7 +33,21 @@ __all__ = [
 ]
 
 ZOOKEEPER_PORT = 2181
-BASE_PACKAGES = ("python3", "python3-twisted", "python3-yaml", "python3-zope.interface", "python3-kazoo")
+# What the agents import, from Debian (the agents themselves come from the environment's storage: origin.py).
+BASE_PACKAGES = (
+    "python3",
+    "python3-twisted",
+    "python3-treq",
+    "python3-yaml",
+    "python3-zope.interface",
+    "python3-kazoo",
+    "python3-openssl",
+    "python3-service-identity",
+    "curl",
+)
+TOOLS_ARCHIVE = "/var/lib/ensemble/tools.tar.gz"
+AGENT_CONFIG = "/etc/ensemble/machine-agent.yaml"
+
 BOOTSTRAP_PACKAGES = ("zookeeper", "zookeeperd", "default-jre-headless")
 
 
@@ -46,8 +61,7 @@ def admin_identity(admin_secret: Secret | str) -> str:
     This is what the bootstrap node's ZooKeeper stores; the secret itself never
     goes into user data.
     """
-    credentials = f"admin:{reveal(admin_secret)}"
-    return "admin:" + base64.b64encode(hashlib.sha1(credentials.encode()).digest()).decode()
+    return digest_identity(ADMIN_USER, admin_secret)
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,12 @@ class MachineUserData:
     admin_secret: Secret | None = None  # bootstrap only
     apt_proxy: str | None = None
     extra_packages: Sequence[str] = field(default_factory=tuple)
+    instance_name: str = ""
+    tools_url: str = ""  # ensemble-orchestra for the machine (origin.py); without it no agent is installed
+    tools_sha256: str = ""
+    # Other machines: their agent's own credential and the machine agents' shared one (user, secret) — what
+    # the agent needs, nothing more (never the admin secret, never the provider's credentials).
+    agent_credentials: Sequence[Mapping[str, str]] = field(default_factory=tuple)
 
     @property
     def is_bootstrap(self) -> bool:
@@ -78,21 +98,42 @@ def _config(data: MachineUserData) -> dict[str, Any]:
     packages = list(BASE_PACKAGES) + (list(BOOTSTRAP_PACKAGES) if data.is_bootstrap else [])
     packages += [p for p in data.extra_packages if p not in packages]
     runcmd: list[Any] = []
-    if data.is_bootstrap:
-        runcmd.append(
-            [
-                "ensemble-admin",
-                "initialize",
-                f"--instance-id={data.instance_id}",
-                f"--admin-identity={admin_identity(data.admin_secret or '')}",
-                f"--provider-type={data.provider_type}",
-            ]
-        )
-    runcmd.append(
-        ["ensemble-agent", "machine", f"--machine-id={data.machine_id}", f"--zookeeper-servers={','.join(zookeeper)}"]
-    )
-    if data.is_bootstrap:
-        runcmd.append(["ensemble-agent", "provision", f"--zookeeper-servers={','.join(zookeeper)}"])
+    write_files: list[dict[str, Any]] = []
+    if data.tools_url:
+        if not data.tools_sha256:
+            raise CloudInitError("user data names the tools' URL without their sha256")
+        runcmd.append(["sh", "-ec", _fetch_tools(data.tools_url, data.tools_sha256)])
+        write_files += [_command("ensemble-admin"), _command("ensemble-agent")]
+        if data.is_bootstrap:
+            runcmd.append(
+                [
+                    "ensemble-admin",
+                    "initialize",
+                    f"--instance-id={data.instance_id}",
+                    f"--instance-name={data.instance_name}",
+                    f"--admin-identity={admin_identity(data.admin_secret or '')}",
+                    f"--provider-type={data.provider_type}",
+                    f"--tools-url={data.tools_url}",
+                    f"--tools-sha256={data.tools_sha256}",
+                ]
+            )
+        else:
+            if not data.agent_credentials:
+                raise CloudInitError(f"machine {data.machine_id}'s user data needs its agent's credentials")
+            agent_config = {
+                "zookeeper-servers": ",".join(zookeeper),
+                "machine-id": int(data.machine_id),
+                "credentials": [dict(c) for c in data.agent_credentials],
+            }
+            write_files.append(
+                {
+                    "path": AGENT_CONFIG,
+                    "permissions": "0600",
+                    "owner": "root:root",
+                    "content": yaml.safe_dump(agent_config, default_flow_style=False, sort_keys=True),
+                }
+            )
+            runcmd.append(["ensemble-admin", "install-agent", "machine-agent", f"--config={AGENT_CONFIG}"])
     config: dict[str, Any] = {
         "ssh_authorized_keys": keys,
         "package_update": True,
@@ -107,9 +148,34 @@ def _config(data: MachineUserData) -> dict[str, Any]:
             "instance-id": data.instance_id,
         },
     }
+    if write_files:
+        config["write_files"] = write_files
     if data.apt_proxy:
         config["apt"] = {"proxy": data.apt_proxy}
     return config
+
+
+def _fetch_tools(url: str, sha256: str) -> str:
+    """Shell: fetch the tools (retrying while the storage is out of reach), check them, unpack them."""
+    archive = shlex.quote(TOOLS_ARCHIVE)
+    return (
+        f"mkdir -p {shlex.quote(INSTALL_DIR)} $(dirname {archive}); "
+        f"curl -fsS --retry 10 --retry-connrefused --retry-delay 3 --max-time 300 -o {archive} {shlex.quote(url)}; "
+        f"echo {shlex.quote(sha256 + '  ' + TOOLS_ARCHIVE)} | sha256sum -c --quiet -; "
+        f"tar -xzf {archive} -C {shlex.quote(INSTALL_DIR)}"
+    )
+
+
+def _command(name: str) -> dict[str, Any]:
+    """/usr/local/bin/<name>: the agents' entry point, run from the unpacked tools with Debian's python3."""
+    return {
+        "path": f"/usr/local/bin/{name}",
+        "permissions": "0755",
+        "owner": "root:root",
+        "content": (
+            f"#!/bin/sh\nPYTHONPATH={INSTALL_DIR} exec /usr/bin/python3 -m ensemble_orchestra.agents.main \"$@\"\n"
+        ),
+    }
 
 
 def render_user_data(data: MachineUserData) -> str:

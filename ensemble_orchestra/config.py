@@ -8,6 +8,7 @@ print them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -23,6 +24,9 @@ from .errors import UsageError
 from .home import environments_file
 from .http.agent import CABundleError, read_ca_bundle
 from .secret import Secret
+
+STATE_CONNECTIONS = ("ssh", "direct")
+ORIGINS = ("upload",)  # ensemble-origin: how machines get ensemble-orchestra (see origin.py)
 
 __all__ = [
     "ConfigError",
@@ -74,6 +78,9 @@ ORCHESTRA_KEYS: tuple[Key, ...] = (
     Key("ca-bundle", "CA certificates (PEM) to verify https endpoints with; default: the system's"),
     Key("power-timeout", "seconds to wait for a power state to be confirmed", default=120.0, kind=float),
     Key("launch-concurrency", "launches and releases in flight at once", default=8, kind=int),
+    Key("ensemble-origin", "how machines get ensemble-orchestra: upload (the CLI's own)", default="upload"),
+    Key("ssh-user", "the machines' login user (cloud-init's default user: debian on Debian)", default="debian"),
+    Key("state-connection", "how the CLI reaches ZooKeeper on machine 0: ssh (a tunnel) or direct", default="ssh"),
     Key("lab-dir", "set by 'ensemble-orchestra lab up': the lab this environment points at"),
 )
 _KEYS_BY_NAME = {k.name: k for k in ORCHESTRA_KEYS}
@@ -88,7 +95,7 @@ class OrchestraConfig:
     orchestra_server: str
     orchestra_user: str
     orchestra_pass: Secret
-    admin_secret: Secret
+    admin_secret: Secret | None  # None only in the provisioning agent's copy (parse_orchestra on_machine)
     acquired_mgmt_class: str
     available_mgmt_class: str
     default_series: str
@@ -101,6 +108,10 @@ class OrchestraConfig:
     ca_bundle: Path | None
     power_timeout: float
     launch_concurrency: int
+    ensemble_origin: str = "upload"
+    ssh_user: str = "debian"
+    state_connection: str = "ssh"
+    ssh_identity: Path | None = None  # the private key of authorized-keys-path, when it is there
     lab_dir: Path | None = None
     source: Path | None = field(default=None, compare=False)
 
@@ -248,12 +259,23 @@ def parse_orchestra(
     source: Path | None = None,
     *,
     home: Callable[[], Path] = Path.home,
+    on_machine: bool = False,
 ) -> OrchestraConfig:
-    """Validate an orchestra environment; unknown keys, missing keys and bad values raise ConfigError."""
+    """Validate an orchestra environment; unknown keys, missing keys and bad values raise ConfigError.
+
+    *on_machine*: the provisioning agent's copy (``/environment``), which never holds the admin secret (only
+    machine 0's launch uses it, and the CLI does that).
+    """
     for name in raw:
         if name != "type" and name not in _KEYS_BY_NAME:
             raise _fail(source, env, str(name), "is not an orchestra setting (see docs/environments.md)")
-    v = {k.name: _scalar(raw, k, source, env) for k in ORCHESTRA_KEYS}
+    if on_machine and "admin-secret" in raw:
+        raise _fail(source, env, "admin-secret", "must not reach the machines: remove it from /environment")
+    expected = [
+        dataclasses.replace(k, required=False) if on_machine and k.name == "admin-secret" else k
+        for k in ORCHESTRA_KEYS
+    ]
+    v = {k.name: _scalar(raw, k, source, env) for k in expected}
     server = v["orchestra-server"]
     if "/" in server or " " in server:
         raise _fail(source, env, "orchestra-server", f"must be a host or host:port, not a URL (got {server!r})")
@@ -267,6 +289,12 @@ def parse_orchestra(
             raise _fail(source, env, class_key, f"must be one Cobbler mgmt class name (got {v[class_key]!r})")
     if v["acquired-mgmt-class"] == v["available-mgmt-class"]:
         raise _fail(source, env, "acquired-mgmt-class", "must differ from available-mgmt-class")
+    if v["ensemble-origin"] not in ORIGINS:
+        choices = ", ".join(ORIGINS)
+        raise _fail(source, env, "ensemble-origin", f"must be one of {choices} (got {v['ensemble-origin']!r})")
+    if v["state-connection"] not in STATE_CONNECTIONS:
+        choices = ", ".join(STATE_CONNECTIONS)
+        raise _fail(source, env, "state-connection", f"must be one of {choices} (got {v['state-connection']!r})")
     if v["placement"] not in PLACEMENTS:
         raise _fail(source, env, "placement", f"must be one of {', '.join(PLACEMENTS)} (got {v['placement']!r})")
 
@@ -286,6 +314,10 @@ def parse_orchestra(
             ) from None
     else:
         keys = v["authorized-keys"] or _default_public_keys(home())
+    identity = None
+    if v["authorized-keys-path"] and str(v["authorized-keys-path"]).endswith(".pub"):
+        private = Path(v["authorized-keys-path"][: -len(".pub")]).expanduser()
+        identity = private if private.is_file() else None
     if not keys:
         raise _fail(
             source,
@@ -309,7 +341,7 @@ def parse_orchestra(
         orchestra_server=server,
         orchestra_user=v["orchestra-user"],
         orchestra_pass=Secret(v["orchestra-pass"]),
-        admin_secret=Secret(v["admin-secret"]),
+        admin_secret=Secret(v["admin-secret"]) if v["admin-secret"] else None,
         acquired_mgmt_class=v["acquired-mgmt-class"],
         available_mgmt_class=v["available-mgmt-class"],
         default_series=v["default-series"],
@@ -322,6 +354,10 @@ def parse_orchestra(
         ca_bundle=ca_bundle,
         power_timeout=v["power-timeout"],
         launch_concurrency=v["launch-concurrency"],
+        ensemble_origin=v["ensemble-origin"],
+        ssh_user=v["ssh-user"],
+        state_connection=v["state-connection"],
+        ssh_identity=identity,
         lab_dir=Path(v["lab-dir"]) if v["lab-dir"] else None,
         source=source,
     )

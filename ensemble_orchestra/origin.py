@@ -19,27 +19,13 @@ from pathlib import Path
 
 import ensemble_orchestra
 
-from .errors import UsageError
 from .interfaces import IFileStorage
 
-__all__ = ["ORIGINS", "TOOLS_DIR", "OriginError", "Tools", "pack_tools", "upload_tools"]
+__all__ = ["INSTALL_DIR", "TOOLS_DIR", "Tools", "pack_tools", "upload_tools"]
 
-ORIGINS = ("upload",)
 TOOLS_DIR = "ensemble-tools"
 INSTALL_DIR = "/usr/lib/ensemble-orchestra"  # on the machines: the archive's ensemble_orchestra/ lands here
 _SKIPPED = {"__pycache__"}
-
-
-class OriginError(UsageError):
-    """environments.yaml names an ensemble-origin this version does not support."""
-
-
-def check_origin(environment: str, origin: str) -> str:
-    if origin not in ORIGINS:
-        raise OriginError(
-            f"environment '{environment}': ensemble-origin '{origin}' is not supported; use one of {', '.join(ORIGINS)}"
-        )
-    return origin
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .. import __version__
 from ..state.acl import MACHINE_AGENTS_USER, PROVISIONING_USER, Identities, machine_user, new_credential
 from ..state.client import StateClient
 from ..state.environment import EnvironmentSettings, initialize_tree
-from ..state.errors import StateError
+from ..state.errors import StateConnectionError, StateError
 from ..state.machines import MachineRecord
 from .config import CONFIG_DIR, AgentConfig
 from .services import MACHINE_AGENT, PROVISIONING_AGENT, UNIT_DIR, unit_name, unit_text
@@ -77,6 +77,8 @@ async def initialize(reactor: Any, options: InitializeOptions) -> bool:
 
     options.zoo_cfg.parent.mkdir(parents=True, exist_ok=True)
     options.zoo_cfg.write_text(zoo_cfg(address))
+    # Debian ships a placeholder myid ("replace this text..."), which ZooKeeper refuses as "Invalid config".
+    (options.zoo_cfg.parent / "myid").write_text("1\n")
     log.info("ZooKeeper configured to serve on {servers}; restarting it", servers=servers)
     await run(reactor, ["systemctl", "enable", "zookeeper.service"])
     await run(reactor, ["systemctl", "restart", "zookeeper.service"])
@@ -101,9 +103,15 @@ async def initialize(reactor: Any, options: InitializeOptions) -> bool:
     )
     machine0 = MachineRecord(0, options.instance_id, options.instance_name or None, machine.credentials[0].identity)
 
-    client = await StateClient.connect(
-        reactor, servers, credentials=provisioning.credentials, timeout=ZOOKEEPER_START_TIMEOUT
-    )
+    try:
+        client = await StateClient.connect(
+            reactor, servers, credentials=provisioning.credentials, timeout=ZOOKEEPER_START_TIMEOUT
+        )
+    except StateConnectionError:
+        raise StateConnectionError(
+            f"ZooKeeper did not start on {servers} within {ZOOKEEPER_START_TIMEOUT:g} s: see /var/log/zookeeper/"
+            f" and {options.zoo_cfg}"
+        ) from None
     try:
         created = await initialize_tree(client, settings, machine0)
     finally:

@@ -50,7 +50,7 @@ def _default_provider(reactor: Any) -> ProviderFactory:
     def make(name: str, config: dict[str, Any]) -> Any:
         from ..provider import create_orchestra_provider
 
-        return create_orchestra_provider(name, config, reactor)
+        return create_orchestra_provider(name, config, reactor, on_machine=True)
 
     return make
 

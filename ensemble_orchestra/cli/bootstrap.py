@@ -16,12 +16,16 @@ from ..constraints import parse_constraints
 from ..errors import Interrupted
 from ..provider.errors import ProviderError
 from ..schedule import Schedule
+from ..state.layout import PROVISIONING_LOCK
+from ..state.machines import MachinesState
 from ._provider import run_with_provider
+from .connection import connect_environment, known_hosts_file
 from .progress import Progress
 
 __all__ = ["WAIT_POLLS", "WaitTimeout", "add_parser", "run"]
 
-WAIT_POLLS = (1.0, 1.0, 2.0, 2.0, 5.0)  # seconds between install checks; the last repeats up to --wait-timeout
+WAIT_POLLS = (1.0, 1.0, 2.0, 2.0, 5.0)
+AGENT_POLLS = (0.5, 1.0, 2.0)  # seconds between install checks; the last repeats up to --wait-timeout
 
 
 def _positive_seconds(text: str) -> float:
@@ -44,7 +48,9 @@ def add_parser(
 ) -> None:
     boot = commands.add_parser("bootstrap", parents=parents, help="start the environment's first machine")
     boot.add_argument("--constraints", default="", help='e.g. "arch=amd64 orchestra-classes=rack1"')
-    boot.add_argument("--wait", action="store_true", help="return only when the machine finished installing")
+    boot.add_argument(
+        "--wait", action="store_true", help="return only when machine 0 is installed, initialized and its agents run"
+    )
     boot.add_argument(
         "--wait-timeout",
         type=_positive_seconds,
@@ -71,6 +77,8 @@ async def _bootstrap(
     provider: Any, args: argparse.Namespace, constraints: dict[str, str], progress: Progress, reactor: Any
 ) -> None:
     name = provider.environment_name
+    started = reactor.seconds()
+    known_hosts_file(name).unlink(missing_ok=True)  # machine 0 gets new host keys with every install
     try:
         [machine] = await provider.bootstrap(constraints)
     except CancelledError:
@@ -93,6 +101,18 @@ async def _bootstrap(
         ) from None
     progress.done()
     print(f"machine 0 ({machine.dns_name}) finished installing: netboot is off, it boots from disk")
+    try:
+        left = max(args.wait_timeout - (reactor.seconds() - started), 1.0)
+        await _wait_for_agents(provider, left, progress, reactor)
+    except CancelledError:
+        progress.done()
+        raise Interrupted(
+            f"stopped waiting; environment '{name}' stays bootstrapped ('ensemble status -e {name}')"
+        ) from None
+    progress.done()
+    print(
+        f"environment '{name}' is initialized: ZooKeeper, the machine agent and the provisioning agent run on machine 0"
+    )
 
 
 async def _wait_for_install(provider: Any, machine: Any, timeout: float, progress: Progress, reactor: Any) -> None:
@@ -108,3 +128,28 @@ async def _wait_for_install(provider: Any, machine: Any, timeout: float, progres
                 f"{machine.system_name} did not finish installing within {timeout:g} s (netboot is still on):"
                 " check its console; the environment stays bootstrapped"
             )
+
+
+async def _wait_for_agents(provider: Any, timeout: float, progress: Progress, reactor: Any) -> None:
+    """Until machine 0's machine agent registered and the provisioning agent holds its lock; bounded."""
+    connection = await connect_environment(provider, reactor, progress, timeout)
+    try:
+        machines = MachinesState(connection.client, connection.settings.identities)
+        run = Schedule(AGENT_POLLS, timeout=timeout).start(reactor)
+        while True:
+            machine_agent = await machines.presence(0)
+            provisioning = await connection.client.exists(PROVISIONING_LOCK)
+            if machine_agent is not None and provisioning is not None:
+                return
+            waiting = [
+                n for n, up in (("machine agent", machine_agent), ("provisioning agent", provisioning)) if not up
+            ]
+            progress("waiting for the agents", f"{' and '.join(waiting)} on {connection.machine.system_name}")
+            if not await run.wait():
+                missing = " and the ".join(waiting)
+                raise WaitTimeout(
+                    f"machine 0 ({connection.machine.system_name}): the {missing} did not start within {timeout:g} s:"
+                    f" see /var/log/ensemble/ on it ('ensemble debug-log -e {provider.environment_name}')"
+                )
+    finally:
+        await connection.close()

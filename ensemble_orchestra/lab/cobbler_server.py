@@ -242,4 +242,6 @@ def svc_argv(layout: LabLayout, spec: LabSpec, venv: Path) -> list[str]:
         str(layout.cobbler_root / "var/www/cobbler/svc/services.py"),
         "--webdir",
         str(layout.cobbler_root / "var/www/cobbler"),
+        "--xmlrpc-port",
+        str(spec.xmlrpc_port),
     ]

@@ -26,18 +26,29 @@ class EnvironmentsFileError(EnsembleError):
 
 
 def lab_environment(spec: LabSpec, layout: LabLayout) -> dict[str, Any]:
-    """The `type: orchestra` environment that points at a lab's servers."""
+    """The `type: orchestra` environment that points at a lab's servers.
+
+    In a container lab the servers' address is the bridge's (they listen there and on loopback): the
+    provisioning agent on machine 0 reaches them by the same URLs as the CLI.
+    """
+    host = spec.server_address(layout.root)
     return {
         "type": "orchestra",
-        "orchestra-server": f"{LAB_HOST}:{spec.http_port}",
-        "cobbler-api-url": f"http://{LAB_HOST}:{spec.xmlrpc_port}/RPC2",
+        "orchestra-server": f"{host}:{spec.http_port}",
+        # cobblerd's XML-RPC listens on loopback: machines of a container lab reach it through the svc
+        # server's /cobbler_api, as they would through Orchestra's Apache.
+        "cobbler-api-url": (
+            f"http://{LAB_HOST}:{spec.xmlrpc_port}/RPC2"
+            if host == LAB_HOST
+            else f"http://{host}:{spec.http_port}/cobbler_api"
+        ),
         "orchestra-user": spec.cobbler_user,
         "orchestra-pass": spec.cobbler_password,
         "admin-secret": spec.admin_secret,
         "acquired-mgmt-class": ACQUIRED_CLASS,
         "available-mgmt-class": AVAILABLE_CLASS,
         "default-series": LAB_PROFILES[0][0],
-        "storage-url": webdav_url(spec).rstrip("/"),
+        "storage-url": webdav_url(spec).rstrip("/").replace(f"//{LAB_HOST}:", f"//{host}:", 1),
         "storage-user": spec.storage_user,
         "storage-pass": spec.storage_password,
         "authorized-keys-path": str(layout.ssh_dir / "id_ed25519.pub"),

@@ -13,7 +13,12 @@ __all__ = ["create_orchestra_provider"]
 
 
 def create_orchestra_provider(
-    environment: str, raw_config: Mapping[str, Any], reactor: Any, source: Path | None = None
+    environment: str,
+    raw_config: Mapping[str, Any],
+    reactor: Any,
+    source: Path | None = None,
+    *,
+    on_machine: bool = False,
 ) -> OrchestraProvider:
     """Validate an orchestra environment and build its provider (Cobbler client + WebDAV storage)."""
     from ..cobbler import CobblerClient
@@ -21,7 +26,7 @@ def create_orchestra_provider(
     from ..storage import open_webdav_storage
     from .orchestra import OrchestraProvider
 
-    config = parse_orchestra(environment, raw_config, source)
+    config = parse_orchestra(environment, raw_config, source, on_machine=on_machine)
     client = CobblerClient(
         config.cobbler_api_url,
         config.orchestra_user,

@@ -71,6 +71,7 @@ class Launcher:
     def _user_data(self, record: SystemRecord, machine_data: Mapping[str, Any], master: bool) -> str:
         if not master and not machine_data.get("zookeeper-hosts"):
             raise ProviderError(f"machine {machine_data['machine-id']}: machine data has no zookeeper-hosts")
+        tools = machine_data.get("tools") or {}
         return render_user_data(
             MachineUserData(
                 machine_id=str(machine_data["machine-id"]),
@@ -79,6 +80,10 @@ class Launcher:
                 instance_id=record.uid,
                 zookeeper_hosts=() if master else tuple(machine_data.get("zookeeper-hosts") or ()),
                 admin_secret=self._config.admin_secret if master else None,
+                instance_name=record.name,
+                tools_url=str(tools.get("url", "")),
+                tools_sha256=str(tools.get("sha256", "")),
+                agent_credentials=tuple(machine_data.get("agent-credentials") or ()),
             )
         )
 

@@ -12,6 +12,7 @@ itself is what makes every owned system findable, so no path leaves a system cla
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from ..cobbler import CobblerClient, SystemRecord
 from ..config import OrchestraConfig
 from ..deferreds import deferred
 from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
+from ..origin import TOOLS_DIR, Tools, pack_tools, upload_tools
 from ..schedule import Schedule
 from ..storage import StorageError
 from .claiming import Claimer
@@ -84,6 +86,11 @@ class OrchestraProvider:
             config, client, self.claims, self.pool, claimer, self.power, self._releaser, limit, self._tell
         )
 
+    @functools.cached_property
+    def tools(self) -> Tools:
+        """This very ensemble-orchestra, packed for the machines (ensemble-origin: upload)."""
+        return pack_tools()
+
     def _tell(self, phase: str, detail: str) -> None:
         self.progress(phase, detail)
 
@@ -137,6 +144,8 @@ class OrchestraProvider:
                 f"(machine {', '.join(state['zookeeper-instances'])}); destroy-environment first"
             )
 
+        self.progress("uploading ensemble-orchestra", f"{len(self.tools.data) // 1024} KiB")
+        tools = {"url": await upload_tools(self.storage, self.tools), "sha256": self.tools.sha256}
         saved: list[str] = []
 
         async def record_state(record: SystemRecord) -> None:
@@ -146,7 +155,9 @@ class OrchestraProvider:
         try:
             return [
                 *await self._launcher.start_machines(
-                    [{"machine-id": "0", "constraints": wanted}], master=True, before_power=record_state
+                    [{"machine-id": "0", "constraints": wanted, "tools": tools}],
+                    master=True,
+                    before_power=record_state,
                 )
             ]
         except RollbackFailed:
@@ -177,10 +188,12 @@ class OrchestraProvider:
 
     @deferred
     async def destroy_environment(self) -> list[IProviderMachine]:
-        """Release only this environment's machines; then clear only its state."""
+        """Release only this environment's machines; then clear only its state and its uploaded tools."""
         owned = [OrchestraMachine.from_record(r) for r in await self._owned_records()]
         released = await self._releaser.shutdown_machines(owned)
         await self._state.clear()
+        for name in await self.storage.list(TOOLS_DIR + "/"):  # the uploaded ensemble-orchestra goes too
+            await self.storage.delete(name)
         return [*released]
 
     @deferred
@@ -230,6 +243,14 @@ class OrchestraProvider:
             "acquired-mgmt-class": c.acquired_mgmt_class,
             "available-mgmt-class": c.available_mgmt_class,
             "default-series": c.default_series,
+            # What the provisioning agent's copy (/environment) needs besides: never the admin secret, and no
+            # path of the workstation's (the keys themselves instead of authorized-keys-path).
+            "authorized-keys": c.authorized_keys,
+            "placement": c.placement,
+            "power-timeout": c.power_timeout,
+            "launch-concurrency": c.launch_concurrency,
+            "ensemble-origin": c.ensemble_origin,
+            "ssh-user": c.ssh_user,
         }
 
     @deferred

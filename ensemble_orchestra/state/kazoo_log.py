@@ -27,6 +27,16 @@ _LEVELS = (
 )
 
 
+# kazoo warns of every dropped connection and retry while it reconnects; our layer bounds those waits and
+# says in one line what failed, so these stay at info: in an agent's log, not on the CLI's terminal.
+_RECONNECT_CHATTER = (
+    "Connection dropped",
+    "Transition to CONNECTING",
+    "Failed connecting to Zookeeper",
+    "Session has expired",
+)
+
+
 def twisted_level(levelno: int) -> LogLevel:
     """The twisted.logger level of a stdlib level number (kazoo's BLATHER, 5, is debug)."""
     for threshold, level in _LEVELS:
@@ -47,8 +57,11 @@ class KazooLogHandler(logging.Handler):
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 text = f"{text}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            level = twisted_level(record.levelno)
+            if level == LogLevel.warn and text.startswith(_RECONNECT_CHATTER):
+                level = LogLevel.info
             self.reactor.callFromThread(
-                Logger(namespace=record.name).emit, twisted_level(record.levelno), "{kazoo_message}", kazoo_message=text
+                Logger(namespace=record.name).emit, level, "{kazoo_message}", kazoo_message=text
             )
         except Exception:
             self.handleError(record)

@@ -26,6 +26,9 @@ def bootstrap() -> MachineUserData:
         authorized_keys=KEYS,
         instance_id="abc123",
         admin_secret=Secret("the-admin-secret"),
+        instance_name="node001",
+        tools_url="http://10.9.0.1/webdav/environments/e/ensemble-tools/eo.tar.gz",
+        tools_sha256="ab" * 32,
     )
 
 
@@ -41,9 +44,13 @@ def test_bootstrap_node_runs_zookeeper_and_the_provisioning_agent() -> None:
         "ensemble-zookeeper-hosts": "localhost:2181",
         "instance-id": "abc123",
     }
-    commands = [" ".join(c) for c in config["runcmd"]]
-    assert any(c.startswith("ensemble-admin initialize --instance-id=abc123") for c in commands)
-    assert any("ensemble-agent provision" in c for c in commands)
+    fetch, initialize = config["runcmd"]
+    assert fetch[:2] == ["sh", "-ec"] and "ensemble-tools/eo.tar.gz" in fetch[2] and "ab" * 32 in fetch[2]
+    assert "sha256sum -c" in fetch[2] and "/usr/lib/ensemble-orchestra" in fetch[2]
+    assert initialize[:3] == ["ensemble-admin", "initialize", "--instance-id=abc123"]
+    assert "--instance-name=node001" in initialize and f"--tools-sha256={'ab' * 32}" in initialize
+    commands = {"/usr/local/bin/ensemble-admin", "/usr/local/bin/ensemble-agent"}
+    assert {f["path"] for f in config["write_files"]} == commands
     assert "the-admin-secret" not in text
     assert admin_identity(Secret("the-admin-secret")) in text
 
@@ -55,11 +62,23 @@ def test_other_machines_join_the_bootstrap_zookeeper() -> None:
         authorized_keys=KEYS[:1],
         instance_id="uid3",
         zookeeper_hosts=["node001.lab:2181"],
+        tools_url="http://10.9.0.1/t.tar.gz",
+        tools_sha256="cd" * 32,
+        agent_credentials=[{"user": "machine-3", "secret": "own"}, {"user": "machine-agents", "secret": "shared"}],
     )
     config = yaml.safe_load(render_user_data(data))
     assert "zookeeperd" not in config["packages"]
     assert config["machine-data"]["ensemble-zookeeper-hosts"] == "node001.lab:2181"
-    assert [c[:2] for c in config["runcmd"]] == [["ensemble-agent", "machine"]]
+    assert [c[:3] for c in config["runcmd"]][1:] == [["ensemble-admin", "install-agent", "machine-agent"]]
+    [agent_config] = [f for f in config["write_files"] if f["path"] == "/etc/ensemble/machine-agent.yaml"]
+    assert agent_config["permissions"] == "0600"
+    assert yaml.safe_load(agent_config["content"]) == {
+        "zookeeper-servers": "node001.lab:2181",
+        "machine-id": 3,
+        "credentials": [{"user": "machine-3", "secret": "own"}, {"user": "machine-agents", "secret": "shared"}],
+    }
+    with pytest.raises(CloudInitError, match="agent's credentials"):
+        render_user_data(MachineUserData("3", "orchestra", KEYS, "i", ["z:2181"], tools_url="u", tools_sha256="x"))
 
 
 def test_deterministic_and_checked() -> None:

@@ -3,7 +3,8 @@
 Runs as a script under the *Cobbler* virtualenv's Python (stdlib + cobbler only), standing in
 for the Apache + mod_wsgi front end of a real Orchestra server:
 ``/cblr/svc/op/...`` goes to Cobbler's app, ``/cblr/...`` and ``/cobbler/...``
-serve files from Cobbler's web directory.
+serve files from Cobbler's web directory, and ``/cobbler_api`` is passed to cobblerd's XML-RPC
+(which listens on loopback only), as Orchestra's Apache does: so machines on the lab's bridge reach it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import posixpath
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -46,9 +49,28 @@ def _load_svc(path: str) -> WSGIApp:
     return application
 
 
-def make_app(svc_app: WSGIApp, webdir: str) -> WSGIApp:
+def _proxy_xmlrpc(environ: dict[str, Any], start_response: StartResponse, port: int) -> Iterable[bytes]:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/RPC2", data=body, headers={"Content-Type": "text/xml"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300) as answer:
+            data, status, ctype = answer.read(), f"{answer.status} {answer.reason}", answer.headers["Content-Type"]
+    except urllib.error.HTTPError as error:
+        data, status, ctype = error.read(), f"{error.code} {error.reason}", "text/plain"
+    except OSError as error:  # cobblerd down: what Apache's mod_proxy answers then
+        data, status, ctype = f"cobblerd unreachable: {error}\n".encode(), "502 Bad Gateway", "text/plain"
+    start_response(status, [("Content-Type", ctype or "text/xml"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def make_app(svc_app: WSGIApp, webdir: str, xmlrpc_port: int | None = None) -> WSGIApp:
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        if xmlrpc_port and path.rstrip("/") == "/cobbler_api" and environ.get("REQUEST_METHOD") == "POST":
+            return _proxy_xmlrpc(environ, start_response, xmlrpc_port)
         if path.startswith("/cblr/svc/"):
             # mod_wsgi sets REQUEST_URI; Cobbler's app parses it.
             environ.setdefault("REQUEST_URI", path)
@@ -79,8 +101,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--svc", required=True)
     parser.add_argument("--webdir", required=True)
+    parser.add_argument("--xmlrpc-port", type=int, default=None, help="cobblerd's XML-RPC port, for /cobbler_api")
     args = parser.parse_args()
-    app = make_app(_load_svc(args.svc), args.webdir)
+    app = make_app(_load_svc(args.svc), args.webdir, args.xmlrpc_port)
     servers = [
         make_server(host, args.port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         for host in args.host
