@@ -25,7 +25,9 @@ from .home import environments_file
 from .http.agent import CABundleError, read_ca_bundle
 from .secret import Secret
 
-STATE_CONNECTIONS = ("ssh", "direct")
+# none: the machines run no agents (a lab of stand-in systems): bootstrap --wait ends at the install and
+# status shows the provider's view only.
+STATE_CONNECTIONS = ("ssh", "direct", "none")
 ORIGINS = ("upload",)  # ensemble-origin: how machines get ensemble-orchestra (see origin.py)
 
 __all__ = [
@@ -80,7 +82,9 @@ ORCHESTRA_KEYS: tuple[Key, ...] = (
     Key("launch-concurrency", "launches and releases in flight at once", default=8, kind=int),
     Key("ensemble-origin", "how machines get ensemble-orchestra: upload (the CLI's own)", default="upload"),
     Key("ssh-user", "the machines' login user (cloud-init's default user: debian on Debian)", default="debian"),
-    Key("state-connection", "how the CLI reaches ZooKeeper on machine 0: ssh (a tunnel) or direct", default="ssh"),
+    Key(
+        "state-connection", "how the CLI reaches ZooKeeper on machine 0: ssh (a tunnel), direct or none", default="ssh"
+    ),
     Key("lab-dir", "set by 'ensemble-orchestra lab up': the lab this environment points at"),
 )
 _KEYS_BY_NAME = {k.name: k for k in ORCHESTRA_KEYS}
@@ -272,8 +276,7 @@ def parse_orchestra(
     if on_machine and "admin-secret" in raw:
         raise _fail(source, env, "admin-secret", "must not reach the machines: remove it from /environment")
     expected = [
-        dataclasses.replace(k, required=False) if on_machine and k.name == "admin-secret" else k
-        for k in ORCHESTRA_KEYS
+        dataclasses.replace(k, required=False) if on_machine and k.name == "admin-secret" else k for k in ORCHESTRA_KEYS
     ]
     v = {k.name: _scalar(raw, k, source, env) for k in expected}
     server = v["orchestra-server"]

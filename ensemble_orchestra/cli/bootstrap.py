@@ -101,6 +101,8 @@ async def _bootstrap(
         ) from None
     progress.done()
     print(f"machine 0 ({machine.dns_name}) finished installing: netboot is off, it boots from disk")
+    if provider.config.state_connection == "none":
+        return
     try:
         left = max(args.wait_timeout - (reactor.seconds() - started), 1.0)
         await _wait_for_agents(provider, left, progress, reactor)

@@ -53,6 +53,8 @@ def lab_environment(spec: LabSpec, layout: LabLayout) -> dict[str, Any]:
         "storage-pass": spec.storage_password,
         "authorized-keys-path": str(layout.ssh_dir / "id_ed25519.pub"),
         "lab-dir": str(layout.root),
+        # Process and QEMU stand-ins run no agents: only container systems run a real Debian with ZooKeeper.
+        **({} if spec.system_kind == "container" else {"state-connection": "none"}),
     }
 
 
