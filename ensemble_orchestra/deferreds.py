@@ -13,9 +13,9 @@ import functools
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore, FirstError, gatherResults
 
-__all__ = ["deferred", "gather"]
+__all__ = ["deferred", "gather", "run_holding"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,3 +44,17 @@ async def gather(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
         for other in running:
             other.cancel()
         raise first.subFailure.value from None
+
+
+def run_holding(
+    primitive: DeferredLock | DeferredSemaphore,
+    function: Callable[P, Coroutine[Any, Any, T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> Deferred[T]:
+    """``primitive.run`` for a coroutine function, on every Twisted we run on.
+
+    Debian 12's Twisted (22.4, what the agents run with) hands ``run``'s function to ``maybeDeferred``,
+    which there does not await coroutines: the work would never run.
+    """
+    return primitive.run(lambda: Deferred.fromCoroutine(function(*args, **kwargs)))

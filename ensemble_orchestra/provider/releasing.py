@@ -14,6 +14,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.logger import Logger
 
 from ..cobbler import CobblerClient, CobblerNotFound
+from ..deferreds import run_holding
 from ..errors import EnsembleError
 from .claims import ClaimRegistry
 from .errors import ReleaseFailed
@@ -80,7 +81,7 @@ class Releaser:
             except EnsembleError as error:
                 failures[machine.system_name] = error
 
-        await gatherResults([self._limit.run(one, m) for m in machines], consumeErrors=True)
+        await gatherResults([run_holding(self._limit, one, m) for m in machines], consumeErrors=True)
         if failures:
             raise ReleaseFailed(failures)
         return released

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from ensemble_orchestra.cli.progress import Progress
-from ensemble_orchestra.cli.status import status_document
+from ensemble_orchestra.cli.status import provider_status as status_document
 from ensemble_orchestra.provider.orchestra import OrchestraMachine
 
 

@@ -139,7 +139,7 @@ def test_kazoo_warnings_become_twisted_events_not_stderr(
         handler = install_kazoo_logging(reactor)
         assert install_kazoo_logging(QueuedReactor()) is handler
         assert [h for h in kazoo_logger.handlers if isinstance(h, KazooLogHandler)] == [handler]
-        logging.getLogger("kazoo.protocol.connection").warning("Connection dropped: %s", "socket error")
+        logging.getLogger("kazoo.protocol.connection").warning("Znode %s has odd data", "/x")
         assert not [e for e in events if e.get("log_namespace") == "kazoo.protocol.connection"]
         reactor.run()
     finally:
@@ -150,5 +150,28 @@ def test_kazoo_warnings_become_twisted_events_not_stderr(
         kazoo_logger.propagate = before[1]
     [event] = [e for e in events if e.get("log_namespace") == "kazoo.protocol.connection"]
     assert event["log_level"] is LogLevel.warn
-    assert event["kazoo_message"] == "Connection dropped: socket error"
+    assert event["kazoo_message"] == "Znode /x has odd data"
     assert capsys.readouterr().err == ""
+
+
+def test_kazoos_reconnect_chatter_is_info_not_a_warning() -> None:
+    """Our layer bounds reconnects and says what failed in one line: kazoo's warnings of each retry are info."""
+    from ensemble_orchestra.state.kazoo_log import KazooLogHandler
+
+    events: list[dict[str, object]] = []
+
+    class Immediate:
+        def callFromThread(self, f, *args, **kwargs):  # type: ignore[no-untyped-def]
+            from twisted.logger import globalLogPublisher
+
+            globalLogPublisher.addObserver(events.append)
+            try:
+                f(*args, **kwargs)
+            finally:
+                globalLogPublisher.removeObserver(events.append)
+
+    handler = KazooLogHandler(Immediate())  # type: ignore[arg-type]
+    for text in ("Connection dropped: socket connection broken", "Session has expired", "Znode /x has odd data"):
+        handler.emit(logging.LogRecord("kazoo.client", logging.WARNING, __file__, 1, text, None, None))
+    levels = [e["log_level"] for e in events if e.get("log_namespace") == "kazoo.client"]
+    assert levels == [LogLevel.info, LogLevel.info, LogLevel.warn]
