@@ -96,7 +96,7 @@ def test_bootstrap_wait_boots_a_real_debian_that_runs_the_providers_user_data(co
         assert (seed / "user-data").read_bytes() == generated  # exactly the provider's user data
         instance = disk_dir(system_dir) / "var/lib/cloud/instances" / machine["instance-id"]
         runcmd = (instance / "scripts/runcmd").read_text()  # cloud-init wrote and ran the user data's runcmd
-        assert "'ensemble-agent' 'machine' '--machine-id=0'" in runcmd
+        assert "'ensemble-admin' 'initialize' '--instance-id=" in runcmd
         assert (instance / "sem/config_scripts_user").exists()
 
         # The host reaches it at the address Cobbler records, and logs in with the lab's key.

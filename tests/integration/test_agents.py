@@ -1,0 +1,321 @@
+"""The environment's state and agents on a lab of container systems that run a real Debian (issue 12).
+
+One environment for the module (its tests run in order, on one xdist worker): `ensemble bootstrap --wait`
+(a process, as a user types it) ends with ZooKeeper initialized on machine 0 and its agents running under
+systemd; then access control, a machine added through the state API and launched by the provisioning agent,
+terminate-machine, and the fault drills: kill -9 of the provisioning agent in the middle of a launch, and a
+ZooKeeper restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+import yaml
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from twisted.internet import reactor, task
+
+from ensemble_orchestra.home import environments_file
+from ensemble_orchestra.lab import bmc
+from ensemble_orchestra.lab.envfile import lab_environment, merge_environment
+from ensemble_orchestra.lab.seed import AVAILABLE_CLASS
+from ensemble_orchestra.lab.testing import RunningLab, start_lab
+from ensemble_orchestra.origin import pack_tools
+from ensemble_orchestra.provider.ownership import ENV_KEY, MACHINE_KEY, USER_DATA_KEY
+from ensemble_orchestra.state.acl import Credential
+from ensemble_orchestra.state.client import StateClient
+from ensemble_orchestra.state.environment import read_settings
+from ensemble_orchestra.state.errors import StateAuthError
+from ensemble_orchestra.state.layout import ENVIRONMENT, SETTINGS
+from ensemble_orchestra.state.machines import MachinesState
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
+
+ENV = "agents"
+MACHINE_UP_TIMEOUT = 240.0  # topology → launched → installed → cloud-init (python3 packages) → agent registered
+RELEASE_TIMEOUT = 90.0
+
+
+def _ensemble(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+class Environment:
+    """The bootstrapped environment: its lab, machine 0's address, and ways in."""
+
+    def __init__(self, lab: RunningLab, raw: dict[str, Any]) -> None:
+        self.lab = lab
+        self.raw = raw
+        self.address = ""
+        self.bootstrap: subprocess.CompletedProcess[str] | None = None
+        self.bootstrap_s = 0.0
+
+    def ssh(self, command: str, address: str | None = None) -> subprocess.CompletedProcess[str]:
+        key = self.lab.layout.ssh_dir / "id_ed25519"
+        options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
+        options += ["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-i", str(key)]
+        target = f"debian@{address or self.address}"
+        return subprocess.run(["ssh", *options, target, command], capture_output=True, text=True, timeout=60)
+
+    @property
+    def zookeeper(self) -> str:
+        return f"{self.address}:2181"
+
+    async def admin(self) -> StateClient:
+        return await StateClient.connect(reactor, self.zookeeper, self.raw["admin-secret"], timeout=20)
+
+    def owned(self) -> dict[str, dict[str, Any]]:
+        """Cobbler's systems this environment owns, by name."""
+        found = {}
+        for record in self.lab.cobbler().get_systems():
+            meta = record.get("autoinstall_meta") or {}
+            if isinstance(meta, dict) and meta.get(ENV_KEY) == ENV:
+                found[record["name"]] = record
+        return found
+
+    def claims(self) -> list[str]:
+        """Claim markers in the storage (a claim not matched by an owned system is a stranded one)."""
+        claims = self.lab.layout.webdav_data / "exclusive" / "claims"
+        return sorted(p.name for p in claims.iterdir() if not p.name.endswith(".reap")) if claims.exists() else []
+
+
+@pytest.fixture(scope="module")
+def environment(lab_parent: Path, ensemble_home: Path) -> Iterator[Environment]:
+    if os.geteuid() != 0:
+        pytest.skip("container systems need root (bridges, systemd-nspawn)")
+    lab = start_lab(lab_parent / "agents-lab", systems=3, env_name=None, system_kind="container")
+    try:
+        raw = dict(lab_environment(lab.spec, lab.layout))
+        raw["power-timeout"] = 30
+        merge_environment(environments_file(), ENV, raw)
+        env = Environment(lab, raw)
+        started = time.monotonic()
+        env.bootstrap = _ensemble("bootstrap", "-e", ENV, "--wait", "--wait-timeout", "300")
+        env.bootstrap_s = time.monotonic() - started
+        assert env.bootstrap.returncode == 0, env.bootstrap.stderr
+        status = yaml.safe_load(_ensemble("status", "-e", ENV).stdout)
+        env.address = status["machines"][0]["private-address"]
+        yield env
+        destroyed = _ensemble("destroy-environment", "-e", ENV, "-y")
+        assert destroyed.returncode == 0, destroyed.stderr
+    finally:
+        lab.lab.down()
+
+
+async def _wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
+    """Until *predicate* (a function, or one returning an awaitable) gives something true; bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        await task.deferLater(reactor, every, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bootstrap_wait_ends_with_zookeeper_initialized_and_the_agents_running(environment: Environment) -> None:
+    env = environment
+    assert env.bootstrap is not None
+    print(f"bootstrap --wait (to agents running): {env.bootstrap_s:.1f} s")
+    for phase in ("uploading ensemble-orchestra", "waiting for SSH", "waiting for ZooKeeper", "waiting for initialize"):
+        assert phase in env.bootstrap.stderr
+    assert "is initialized: ZooKeeper, the machine agent and the provisioning agent run on machine 0" in (
+        env.bootstrap.stdout
+    )
+
+    status = _ensemble("status", "-e", ENV, "--format", "json")
+    assert status.returncode == 0, status.stderr
+    [(machine_id, machine)] = json.loads(status.stdout)["machines"].items()
+    assert machine_id == "0" and machine["agent-state"] == "running" and machine["instance-state"] == "provisioned"
+
+    services = env.ssh(
+        "systemctl is-active zookeeper ensemble-machine-agent ensemble-provisioning-agent;"
+        " systemctl show -p Restart --value ensemble-provisioning-agent; sudo ls /var/log/ensemble"
+    )
+    lines = services.stdout.split()
+    assert lines[:4] == ["active", "active", "active", "always"], services
+    assert {"ensemble-admin.log", "machine-agent.log", "provisioning-agent.log"} <= set(lines[4:])
+    # The agents run the very package the CLI runs: the archive machine 0 fetched is the CLI's own.
+    # (The bootstrap packed the package as it was then: compare with what it uploaded and recorded.)
+    fetched = env.ssh("sudo sha256sum /var/lib/ensemble/tools.tar.gz").stdout.split()[:1]
+
+    admin = await env.admin()
+    try:
+        sha256 = (await read_settings(admin)).tools_sha256
+    finally:
+        await admin.close()
+    [uploaded] = env.lab.layout.webdav_data.rglob(f"ensemble-orchestra-*-{sha256[:16]}.tar.gz")
+    assert fetched == [sha256] == [hashlib.sha256(uploaded.read_bytes()).hexdigest()]
+    assert len(pack_tools().data) > 100_000  # the package itself, not a stub
+
+    # The admin secret is nowhere in Cobbler's records (only its digest identity), nor in any output.
+    for record in env.owned().values():
+        assert env.raw["admin-secret"] not in json.dumps(record)
+    for secret in env.lab.secrets():
+        assert secret not in env.bootstrap.stdout + env.bootstrap.stderr + status.stdout + status.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_anonymous_client_is_refused_and_a_machine_agent_cannot_read_the_provider_credentials(
+    environment: Environment,
+) -> None:
+    env = environment
+    anonymous = KazooClient(hosts=env.zookeeper, timeout=5)
+    anonymous.start(timeout=20)
+    try:
+        for read in (lambda: anonymous.get_children("/"), lambda: anonymous.get(ENVIRONMENT)):
+            with pytest.raises(NoAuthError):
+                read()
+    finally:
+        anonymous.stop()
+        anonymous.close()
+
+    # Machine 0's machine agent, with its own credentials (read from its root-only config file).
+    shown = env.ssh("sudo cat /etc/ensemble/machine-agent.yaml")
+    assert shown.returncode == 0, shown.stderr
+    credentials = [Credential.from_dict(c) for c in yaml.safe_load(shown.stdout)["credentials"]]
+    files = "/etc/ensemble /etc/ensemble/machine-agent.yaml /etc/ensemble/provisioning-agent.yaml"
+    mode = env.ssh(f"sudo stat -c %a {files}")
+    assert mode.stdout.split() == ["700", "600", "600"]
+
+    agent = await StateClient.connect(reactor, env.zookeeper, credentials=credentials, timeout=20)
+    try:
+        with pytest.raises(StateAuthError):
+            await agent.get(ENVIRONMENT)
+        await agent.get(SETTINGS)  # what agents share it may read
+    finally:
+        await agent.close()
+
+
+async def _machine_node(env: Environment, machine_id: int) -> Any:
+    """Machine *machine_id*'s record and its agent's presence (None while not registered)."""
+    admin = await env.admin()
+    try:
+        machines = MachinesState(admin, (await read_settings(admin)).identities)
+        return await machines.read(machine_id), await machines.presence(machine_id)
+    finally:
+        await admin.close()
+
+
+async def _registered(env: Environment, machine_id: int) -> Any:
+    record, presence = await _machine_node(env, machine_id)
+    return (record, presence) if presence else None
+
+
+async def _add_machine(env: Environment) -> int:
+    admin = await env.admin()
+    try:
+        return await MachinesState(admin, (await read_settings(admin)).identities).add_machine()
+    finally:
+        await admin.close()
+
+
+def _released(env: Environment, name: str) -> bool:
+    record = env.lab.cobbler().get_system(name)
+    return record["mgmt_classes"] == [AVAILABLE_CLASS] and not bmc.power_is_on(env.lab.system_dir(name))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_machine_added_to_the_topology_is_launched_and_terminate_machine_returns_it(
+    environment: Environment,
+) -> None:
+    env = environment
+    started = time.monotonic()
+    machine_id = await _add_machine(env)
+    record, presence = await _wait(
+        lambda: _registered(env, machine_id),
+        MACHINE_UP_TIMEOUT,
+        f"machine {machine_id}'s agent registered",
+        every=3.0,
+    )
+    print(f"machine added → its agent registered: {time.monotonic() - started:.1f} s")
+    [name] = [n for n, r in env.owned().items() if r["autoinstall_meta"].get(MACHINE_KEY) == str(machine_id)]
+    assert record.provider_machine_id == env.owned()[name]["uid"] and record.instance_name == name
+    # Its user data carries its agent's credentials, never the admin secret or the provider's passwords.
+    import base64
+
+    user_data = base64.b64decode(env.owned()[name]["autoinstall_meta"][USER_DATA_KEY]).decode()
+    for secret in (env.raw["admin-secret"], env.raw["orchestra-pass"], env.raw["storage-pass"]):
+        assert secret not in user_data
+    status = json.loads(_ensemble("status", "-e", ENV, "--format", "json").stdout)
+    assert status["machines"][str(machine_id)]["agent-state"] == "running"
+    assert status["machines"][str(machine_id)]["private-address"] == presence.addresses[0]
+
+    refused = _ensemble("terminate-machine", "-e", ENV, "0")
+    assert refused.returncode == 2 and "machine 0 runs the environment's ZooKeeper" in refused.stderr
+    terminated = _ensemble("terminate-machine", "-e", ENV, str(machine_id))
+    assert terminated.returncode == 0, terminated.stderr
+    await _wait(lambda: _released(env, name), RELEASE_TIMEOUT, f"{name} released")
+    status = json.loads(_ensemble("status", "-e", ENV, "--format", "json").stdout)
+    assert list(status["machines"]) == ["0"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_provisioning_agent_killed_in_the_middle_of_a_launch_neither_duplicates_nor_strands(
+    environment: Environment,
+) -> None:
+    """kill -9 right after the agent said it launches: systemd restarts it; the machine is launched once."""
+    env = environment
+    log = "/var/log/ensemble/provisioning-agent.log"
+    before = int(env.ssh(f"sudo wc -l < {log}").stdout)
+    machine_id = await _add_machine(env)
+    # Poll the log from machine 0 itself (tight loop there), then kill the service's main process.
+    killer = (
+        f"for i in $(seq 1 400); do sudo tail -n +{before + 1} {log} | grep -q 'machine {machine_id}: launching'"
+        " && break; sleep 0.05; done; pid=$(systemctl show -p MainPID --value ensemble-provisioning-agent);"
+        " sudo kill -9 $pid; echo killed $pid"
+    )
+    killed = env.ssh(killer)
+    assert killed.stdout.startswith("killed "), killed
+    old_pid = killed.stdout.split()[1]
+    await _wait(
+        lambda: (lambda p: p not in ("", "0", old_pid))(
+            env.ssh("systemctl show -p MainPID --value ensemble-provisioning-agent").stdout.strip()
+        ),
+        30,
+        "systemd restarted the provisioning agent",
+    )
+    await _wait(lambda: _registered(env, machine_id), MACHINE_UP_TIMEOUT, f"machine {machine_id} up", every=3.0)
+    launched = [n for n, r in env.owned().items() if r["autoinstall_meta"].get(MACHINE_KEY) == str(machine_id)]
+    assert len(launched) == 1, launched  # launched once
+    # Nothing stranded: every claim marker belongs to a system the environment owns.
+    owned_uids = {r["uid"] for r in env.owned().values()}
+    assert set(env.claims()) <= owned_uids, (env.claims(), owned_uids)
+    shown = env.ssh(f"sudo tail -n +{before + 1} {log}").stdout
+    print("\n".join(line for line in shown.splitlines() if "factory" not in line)[-3000:])
+
+    assert _ensemble("terminate-machine", "-e", ENV, str(machine_id)).returncode == 0
+    await _wait(lambda: _released(env, launched[0]), RELEASE_TIMEOUT, f"{launched[0]} released")
+
+
+@pytest_twisted.ensureDeferred
+async def test_agents_reconnect_after_a_zookeeper_restart(environment: Environment) -> None:
+    env = environment
+    restarted = env.ssh("sudo systemctl restart zookeeper && echo ok")
+    assert restarted.stdout.strip() == "ok", restarted
+
+    def running() -> bool:
+        status = _ensemble("status", "-e", ENV, "--format", "json", "--timeout", "20", timeout=60)
+        return status.returncode == 0 and json.loads(status.stdout)["machines"]["0"]["agent-state"] == "running"
+
+    started = time.monotonic()
+    await _wait(running, 90, "machine 0's agent running again after the restart", every=2.0)
+    print(f"ZooKeeper restart → status shows the agent running: {time.monotonic() - started:.1f} s")
+    active = env.ssh("systemctl is-active ensemble-machine-agent ensemble-provisioning-agent").stdout.split()
+    assert active == ["active", "active"]
