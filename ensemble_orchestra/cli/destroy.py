@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from ._provider import run_with_provider
+from .connection import known_hosts_file
 from .environment import select_environment
 from .progress import Progress
 
@@ -52,6 +53,7 @@ def _confirm(name: str, provider_type: str) -> bool:
 async def _destroy(provider: Any, progress: Progress, reactor: Any) -> None:
     name = provider.environment_name
     released = await provider.destroy_environment()
+    known_hosts_file(name).unlink(missing_ok=True)  # the machines' host keys go with them
     progress.done()
     for machine in sorted(released, key=lambda m: m.machine_id):
         print(f"released machine {machine.machine_id}: {machine.system_name} powered off and returned to the pool")
