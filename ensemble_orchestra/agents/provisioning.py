@@ -206,6 +206,14 @@ class ProvisioningAgent:
                     await self.machines.record_instance(
                         MachineRecord(machine_id, found.instance_id, found.system_name, record.agent_identity)
                     )
+                    # Its launcher may have died between the ownership edit and the power-on.
+                    resume = getattr(self.provider, "resume_launch", None)
+                    if resume is not None and await resume(found):
+                        log.info(
+                            "machine {id}: {name} was never powered on: powered it on",
+                            id=machine_id,
+                            name=found.system_name,
+                        )
             elif machine_id != 0:
                 await self._launch(record)
         for machine_id_text, machine in provided.items():

@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..cobbler import CobblerClient, SystemRecord
+from ..cobbler import CobblerClient, CobblerError, SystemRecord
 from ..config import OrchestraConfig
 from ..deferreds import deferred
 from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
@@ -31,7 +31,7 @@ from ..schedule import Schedule
 from ..storage import StorageError
 from .claiming import Claimer
 from .claims import ClaimRegistry
-from .errors import EnvironmentAlreadyBootstrapped, MachinesNotFound, ProviderError, RollbackFailed
+from .errors import EnvironmentAlreadyBootstrapped, MachinesNotFound, PowerError, ProviderError, RollbackFailed
 from .launching import BeforePower, Launcher
 from .matching import CONSTRAINTS, Constraints
 from .ownership import ENV_KEY, META_KEYS, USER_DATA_KEY, OrchestraMachine, Pool
@@ -174,6 +174,27 @@ class OrchestraProvider:
                         error=str(error),
                     )
             raise
+
+    @deferred
+    async def resume_launch(self, machine: IProviderMachine) -> bool:
+        """Finish a launch whose launcher died between the ownership edit and the power-on: a system of ours
+        still set to netboot (its installer has not run) and powered off is powered on and confirmed.
+
+        True if it was powered on; False if there was nothing to do (it runs, or it is installed).
+        """
+        ours = _ours(machine)
+        if ours.state != "pending":
+            return False
+        try:
+            running = await self.client.power(ours.system_name, "status")
+        except CobblerError as error:
+            message = f"could not ask {ours.system_name}'s BMC for its power: {error}"
+            raise PowerError(message, ours.system_name, retryable=error.retryable) from None
+        if running:
+            return False
+        _log.info("{name}: owned and set to install but powered off: powering it on", name=ours.system_name)
+        await self.power.boot_for_install(ours.system_name)
+        return True
 
     # -- releasing -----------------------------------------------------------------------------
 

@@ -205,3 +205,23 @@ def test_close_closes_the_storage(make_world) -> None:
     assert alpha.get_file_storage().closed
     with pytest.raises(RuntimeError, match="after close"):
         world.run(alpha.load_state())
+
+
+def test_resume_launch_powers_on_a_system_whose_launcher_died_before_the_power_on(make_world) -> None:
+    """Owned, set to install, powered off (the launcher died after the ownership edit): powered on once;
+    a system that runs, or one installed, is left alone."""
+    world = make_world(systems=2)
+    alpha = world.provider()
+    world.cobbler.failing_power["node001"].add("on")  # the launch dies at its power-on...
+    world.cobbler.failing_power["node001"].add("reboot")
+    world.cobbler.failing_power["node001"].add("off")  # ...and its rollback too: the system stays owned
+    failed = world.start(alpha.start_machine(world.machine("1")))
+    world.settle(failed)
+    [name] = world.owned_by("alpha")
+    world.cobbler.failing_power.clear()
+    world.cobbler.power_state[name] = False
+    [machine] = world.run(alpha.get_machines())
+    assert machine.state == "pending"
+    assert world.run(alpha.resume_launch(machine)) is True
+    assert world.cobbler.power_state[name] is True and world.cobbler.power_actions(name)[-1] == "on"
+    assert world.run(alpha.resume_launch(machine)) is False  # it runs now: nothing to do
