@@ -94,16 +94,10 @@ async def _bootstrap(
         return
     try:
         await _wait_for_install(provider, machine, args.wait_timeout, progress, reactor)
-    except CancelledError:
         progress.done()
-        raise Interrupted(
-            f"stopped waiting; environment '{name}' stays bootstrapped ('ensemble status -e {name}')"
-        ) from None
-    progress.done()
-    print(f"machine 0 ({machine.dns_name}) finished installing: netboot is off, it boots from disk")
-    if provider.config.state_connection == "none":
-        return
-    try:
+        print(f"machine 0 ({machine.dns_name}) finished installing: netboot is off, it boots from disk")
+        if provider.config.state_connection == "none":  # its machines run no agents
+            return
         left = max(args.wait_timeout - (reactor.seconds() - started), 1.0)
         await _wait_for_agents(provider, left, progress, reactor)
     except CancelledError:
