@@ -20,9 +20,9 @@ def _add(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=verbose_default, help="log everything; tracebacks on errors"
     )
+    taken = parser._option_string_actions  # a command's own -l (debug-log's level) keeps it: --log-file only there
     parser.add_argument(
-        "-l",
-        "--log-file",
+        *(flag for flag in ("-l", "--log-file") if flag not in taken),
         type=Path,
         default=log_default,
         metavar="FILE",

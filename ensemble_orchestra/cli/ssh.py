@@ -1,0 +1,77 @@
+"""``ensemble ssh MACHINE [COMMAND...]``: OpenSSH to one of the environment's machines, as its login user.
+
+The address is resolved on the reactor (state, then provider); once the reactor has stopped and every
+connection is closed, this process becomes ``ssh`` (``execvp``): the terminal, the exit status and Ctrl-C are
+then ssh's own, exactly as if the user had typed the ssh command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import Any
+
+from ..errors import EnsembleError
+from ._provider import PROG, run_with_provider
+from .machine_reach import machine_targets, parse_machine_id, ssh_options
+from .progress import Progress
+
+__all__ = ["SSHClientMissing", "add_parser", "remote_command", "run", "ssh_argv"]
+
+
+class SSHClientMissing(EnsembleError):
+    """OpenSSH's client is not installed on the workstation (exit 1)."""
+
+
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
+    ssh = commands.add_parser(
+        "ssh",
+        parents=parents,
+        help="OpenSSH to a machine of the environment",
+        description="Log in to MACHINE (its id, as 'ensemble status' shows it), or run COMMAND there.",
+    )
+    ssh.add_argument("machine_id", type=parse_machine_id, metavar="MACHINE", help="machine id (0, 1, ...)")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="run this instead of a login shell")
+    ssh.set_defaults(run=run)
+
+
+def remote_command(args: argparse.Namespace) -> list[str]:
+    """COMMAND as typed (a leading ``--`` separates it from our options; argparse keeps it on some versions)."""
+    return args.command[1:] if args.command[:1] == ["--"] else list(args.command)
+
+
+def ssh_argv(options: list[str], user: str, host: str, command: list[str], *, terminal: bool) -> list[str]:
+    """ssh's argv: *terminal* (stdin and stdout are a TTY) asks for one for a *command* (a login has one anyway)."""
+    tty = ["-t"] if command and terminal else []
+    return ["ssh", *options, *tty, f"{user}@{host}", *command]
+
+
+def run(args: argparse.Namespace) -> int | None:
+    if shutil.which("ssh") is None:
+        raise SSHClientMissing("ssh (OpenSSH's client) is not installed: install openssh-client")
+    command = remote_command(args)
+
+    async def work(provider: Any, progress: Progress, reactor: Any) -> list[str]:
+        targets, missing = await machine_targets(provider, reactor, progress, [args.machine_id])
+        if missing:
+            raise missing[0]
+        [target] = targets
+        if target.state != "provisioned":
+            progress.done()
+            print(
+                f"{PROG}: warning: machine {target.machine_id} ({target.system_name}) is still installing:"
+                " ssh may not answer yet",
+                file=sys.stderr,
+            )
+        terminal = sys.stdin.isatty() and sys.stdout.isatty()
+        return ssh_argv(ssh_options(provider), provider.config.ssh_user, target.reach, command, terminal=terminal)
+
+    argv = run_with_provider(args, work)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)  # returns only by raising OSError (reported as one line)
+    return None  # pragma: no cover
