@@ -38,7 +38,7 @@ from ensemble_orchestra.state.acl import Credential
 from ensemble_orchestra.state.client import StateClient
 from ensemble_orchestra.state.environment import read_settings
 from ensemble_orchestra.state.errors import StateAuthError
-from ensemble_orchestra.state.layout import ENVIRONMENT, SETTINGS
+from ensemble_orchestra.state.layout import ENVIRONMENT, PROVISIONING_LOCK, SETTINGS
 from ensemble_orchestra.state.machines import MachinesState
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
@@ -319,3 +319,48 @@ async def test_agents_reconnect_after_a_zookeeper_restart(environment: Environme
     print(f"ZooKeeper restart → status shows the agent running: {time.monotonic() - started:.1f} s")
     active = env.ssh("systemctl is-active ensemble-machine-agent ensemble-provisioning-agent").stdout.split()
     assert active == ["active", "active"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_agents_come_back_after_their_sessions_expired(environment: Environment) -> None:
+    """Both agents frozen (SIGSTOP) for longer than the session timeout (10 s): ZooKeeper expires their sessions
+    and drops the presence and the lock. Thawed, the machine agent registers again in a new session; the
+    provisioning agent (its lock went with its session) exits, systemd starts it again, and it takes the lock.
+    (A ZooKeeper stopped for a while expires nobody: it restores sessions from its log and restarts their timers.)"""
+    env = environment
+
+    def main_pid(unit: str) -> str:
+        return env.ssh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+    machine_pid, provisioning_pid = main_pid("ensemble-machine-agent"), main_pid("ensemble-provisioning-agent")
+    frozen = env.ssh(f"sudo kill -STOP {machine_pid} {provisioning_pid} && sleep 16 && echo ok")
+    assert frozen.stdout.strip() == "ok", frozen
+
+    async def expired() -> bool:
+        admin = await env.admin()
+        try:
+            machines = MachinesState(admin, (await read_settings(admin)).identities)
+            return await machines.presence(0) is None and await admin.exists(PROVISIONING_LOCK) is None
+        finally:
+            await admin.close()
+
+    await _wait(expired, 20, "ZooKeeper dropped the frozen agents' presence and lock")
+    assert env.ssh(f"sudo kill -CONT {machine_pid} {provisioning_pid} && echo ok").stdout.strip() == "ok"
+
+    async def back() -> bool:
+        admin = await env.admin()
+        try:
+            machines = MachinesState(admin, (await read_settings(admin)).identities)
+            return await machines.presence(0) is not None and await admin.exists(PROVISIONING_LOCK) is not None
+        finally:
+            await admin.close()
+
+    started = time.monotonic()
+    await _wait(back, 60, "machine 0's agent registered and the provisioning lock held again", every=1.0)
+    print(f"sessions expired → both agents back: {time.monotonic() - started:.1f} s")
+    assert main_pid("ensemble-machine-agent") == machine_pid  # the same process, in a new session
+    assert main_pid("ensemble-provisioning-agent") not in ("", "0", provisioning_pid)  # started over
+    registered = env.ssh(
+        "sudo grep -c 'registered /machines/machine-0000000000/agent' /var/log/ensemble/machine-agent.log"
+    )
+    assert int(registered.stdout) >= 2
