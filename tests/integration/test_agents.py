@@ -12,12 +12,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,13 +25,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from twisted.internet import reactor, task
 
-from ensemble_orchestra.home import environments_file
 from ensemble_orchestra.lab import bmc
-from ensemble_orchestra.lab.envfile import lab_environment, merge_environment
 from ensemble_orchestra.lab.seed import AVAILABLE_CLASS
-from ensemble_orchestra.lab.testing import RunningLab, start_lab
 from ensemble_orchestra.origin import pack_tools
-from ensemble_orchestra.provider.ownership import ENV_KEY, MACHINE_KEY, USER_DATA_KEY
+from ensemble_orchestra.provider.ownership import MACHINE_KEY, USER_DATA_KEY
 from ensemble_orchestra.state.acl import Credential
 from ensemble_orchestra.state.client import StateClient
 from ensemble_orchestra.state.environment import read_settings
@@ -43,7 +38,7 @@ from ensemble_orchestra.state.machines import MachinesState
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
 
-ENV = "agents"
+ENV = "agents"  # the environment of conftest's agents_environment
 MACHINE_UP_TIMEOUT = 240.0  # topology → launched → installed → cloud-init (python3 packages) → agent registered
 RELEASE_TIMEOUT = 90.0
 
@@ -53,66 +48,12 @@ def _ensemble(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[s
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-class Environment:
-    """The bootstrapped environment: its lab, machine 0's address, and ways in."""
-
-    def __init__(self, lab: RunningLab, raw: dict[str, Any]) -> None:
-        self.lab = lab
-        self.raw = raw
-        self.address = ""
-        self.bootstrap: subprocess.CompletedProcess[str] | None = None
-        self.bootstrap_s = 0.0
-
-    def ssh(self, command: str, address: str | None = None) -> subprocess.CompletedProcess[str]:
-        key = self.lab.layout.ssh_dir / "id_ed25519"
-        options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
-        options += ["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-i", str(key)]
-        target = f"debian@{address or self.address}"
-        return subprocess.run(["ssh", *options, target, command], capture_output=True, text=True, timeout=60)
-
-    @property
-    def zookeeper(self) -> str:
-        return f"{self.address}:2181"
-
-    async def admin(self) -> StateClient:
-        return await StateClient.connect(reactor, self.zookeeper, self.raw["admin-secret"], timeout=20)
-
-    def owned(self) -> dict[str, dict[str, Any]]:
-        """Cobbler's systems this environment owns, by name."""
-        found = {}
-        for record in self.lab.cobbler().get_systems():
-            meta = record.get("autoinstall_meta") or {}
-            if isinstance(meta, dict) and meta.get(ENV_KEY) == ENV:
-                found[record["name"]] = record
-        return found
-
-    def claims(self) -> list[str]:
-        """Claim markers in the storage (a claim not matched by an owned system is a stranded one)."""
-        claims = self.lab.layout.webdav_data / "exclusive" / "claims"
-        return sorted(p.name for p in claims.iterdir() if not p.name.endswith(".reap")) if claims.exists() else []
+Environment = Any  # conftest's Environment: the bootstrapped environment, its lab, machine 0's address
 
 
-@pytest.fixture(scope="module")
-def environment(lab_parent: Path, ensemble_home: Path) -> Iterator[Environment]:
-    if os.geteuid() != 0:
-        pytest.skip("container systems need root (bridges, systemd-nspawn)")
-    lab = start_lab(lab_parent / "agents-lab", systems=3, env_name=None, system_kind="container")
-    try:
-        raw = dict(lab_environment(lab.spec, lab.layout))
-        raw["power-timeout"] = 30
-        merge_environment(environments_file(), ENV, raw)
-        env = Environment(lab, raw)
-        started = time.monotonic()
-        env.bootstrap = _ensemble("bootstrap", "-e", ENV, "--wait", "--wait-timeout", "300")
-        env.bootstrap_s = time.monotonic() - started
-        assert env.bootstrap.returncode == 0, env.bootstrap.stderr
-        status = yaml.safe_load(_ensemble("status", "-e", ENV).stdout)
-        env.address = status["machines"][0]["private-address"]
-        yield env
-        destroyed = _ensemble("destroy-environment", "-e", ENV, "-y")
-        assert destroyed.returncode == 0, destroyed.stderr
-    finally:
-        lab.lab.down()
+@pytest.fixture
+def environment(agents_environment: Environment) -> Environment:
+    return agents_environment
 
 
 async def _wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:

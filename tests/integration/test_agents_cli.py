@@ -2,11 +2,8 @@
 
 The tests only read: they run commands on machine 0 and stream its agents' logs, and change nothing (the CLI's
 state connection stores /environment, as every command does). Each command runs as a process, as a user types
-it, with a bound, so none can hang. They take ``agents_env``: an environment already bootstrapped with
-``--wait``. Until the shared fixture exists, the one here uses the environment ``lab`` of the ENSEMBLE_HOME named
-by ENSEMBLE_TEST_AGENTS_HOME and skips without it:
-
-    ENSEMBLE_TEST_AGENTS_HOME=/tmp/eh1 pytest tests/integration/test_agents_cli.py
+it, with a bound, so none can hang. They take ``agents_env``: the environment conftest bootstrapped with
+``--wait`` for the xdist group "agents".
 """
 
 from __future__ import annotations
@@ -43,11 +40,9 @@ class AgentsEnv:
 
 
 @pytest.fixture(scope="module")
-def agents_env() -> AgentsEnv:
-    home = os.environ.get("ENSEMBLE_TEST_AGENTS_HOME")
-    if not home:
-        pytest.skip("set ENSEMBLE_TEST_AGENTS_HOME to an ENSEMBLE_HOME with a bootstrapped environment 'lab'")
-    return AgentsEnv(Path(home), "lab")
+def agents_env(agents_environment: Any, ensemble_home: Path) -> AgentsEnv:
+    """The environment conftest bootstrapped for the "agents" group (see conftest's agents_environment)."""
+    return AgentsEnv(ensemble_home, "agents")
 
 
 def ensemble(env: AgentsEnv, *args: str, timeout: float = COMMAND_BOUND) -> subprocess.CompletedProcess[str]:

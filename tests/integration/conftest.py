@@ -1,0 +1,92 @@
+"""Fixtures of the integration tests that share one bootstrapped environment of container systems."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from twisted.internet import reactor
+
+from ensemble_orchestra.home import environments_file
+from ensemble_orchestra.lab.envfile import lab_environment, merge_environment
+from ensemble_orchestra.lab.testing import RunningLab, start_lab
+from ensemble_orchestra.provider.ownership import ENV_KEY
+from ensemble_orchestra.state.client import StateClient
+
+AGENTS_ENV = "agents"
+
+
+def ensemble_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+class Environment:
+    """The bootstrapped environment: its lab, machine 0's address, and ways in."""
+
+    def __init__(self, lab: RunningLab, raw: dict[str, Any]) -> None:
+        self.lab = lab
+        self.raw = raw
+        self.address = ""
+        self.bootstrap: subprocess.CompletedProcess[str] | None = None
+        self.bootstrap_s = 0.0
+
+    def ssh(self, command: str, address: str | None = None) -> subprocess.CompletedProcess[str]:
+        key = self.lab.layout.ssh_dir / "id_ed25519"
+        options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
+        options += ["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-i", str(key)]
+        target = f"debian@{address or self.address}"
+        return subprocess.run(["ssh", *options, target, command], capture_output=True, text=True, timeout=60)
+
+    @property
+    def zookeeper(self) -> str:
+        return f"{self.address}:2181"
+
+    async def admin(self) -> StateClient:
+        return await StateClient.connect(reactor, self.zookeeper, self.raw["admin-secret"], timeout=20)
+
+    def owned(self) -> dict[str, dict[str, Any]]:
+        """Cobbler's systems this environment owns, by name."""
+        found = {}
+        for record in self.lab.cobbler().get_systems():
+            meta = record.get("autoinstall_meta") or {}
+            if isinstance(meta, dict) and meta.get(ENV_KEY) == AGENTS_ENV:
+                found[record["name"]] = record
+        return found
+
+    def claims(self) -> list[str]:
+        """Claim markers in the storage (a claim not matched by an owned system is a stranded one)."""
+        claims = self.lab.layout.webdav_data / "exclusive" / "claims"
+        return sorted(p.name for p in claims.iterdir() if not p.name.endswith(".reap")) if claims.exists() else []
+
+
+@pytest.fixture(scope="session")
+def agents_environment(lab_parent: Path, ensemble_home: Path) -> Iterator[Environment]:
+    """One environment bootstrapped with --wait on a lab of container systems, for the tests of the xdist
+    group "agents" (they run on one worker, in file order)."""
+    if os.geteuid() != 0:
+        pytest.skip("container systems need root (bridges, systemd-nspawn)")
+    lab = start_lab(lab_parent / "agents-lab", systems=3, env_name=None, system_kind="container")
+    try:
+        raw = dict(lab_environment(lab.spec, lab.layout))
+        raw["power-timeout"] = 30
+        merge_environment(environments_file(), AGENTS_ENV, raw)
+        env = Environment(lab, raw)
+        started = time.monotonic()
+        env.bootstrap = ensemble_cli("bootstrap", "-e", AGENTS_ENV, "--wait", "--wait-timeout", "300")
+        env.bootstrap_s = time.monotonic() - started
+        assert env.bootstrap.returncode == 0, env.bootstrap.stderr
+        status = yaml.safe_load(ensemble_cli("status", "-e", AGENTS_ENV).stdout)
+        env.address = status["machines"][0]["private-address"]
+        yield env
+        destroyed = ensemble_cli("destroy-environment", "-e", AGENTS_ENV, "-y")
+        assert destroyed.returncode == 0, destroyed.stderr
+    finally:
+        lab.lab.down()
