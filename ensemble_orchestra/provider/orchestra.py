@@ -162,14 +162,15 @@ class OrchestraProvider:
             ]
         except RollbackFailed:
             raise  # machine 0 stays owned: the state naming it stays too, so status shows it
-        except BaseException:  # the launch was rolled back: so is the state naming its machine
-            if saved:
+        except BaseException:  # the launch was rolled back: so are the state naming its machine and the tools
+            for name in ([STATE_FILE] if saved else []) + [self.tools.name]:
                 try:
-                    await self.storage.delete(STATE_FILE)
+                    await self.storage.delete(name)
                 except StorageError as error:
                     _log.warn(
-                        "could not clear the provider state of {env} after a failed bootstrap: {error};"
+                        "could not delete {name} of {env} after a failed bootstrap: {error};"
                         " 'destroy-environment' clears it",
+                        name=name,
                         env=self.environment_name,
                         error=str(error),
                     )
