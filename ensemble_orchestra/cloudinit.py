@@ -47,7 +47,6 @@ BASE_PACKAGES = (
 )
 TOOLS_ARCHIVE = "/var/lib/ensemble/tools.tar.gz"
 AGENT_CONFIG = "/etc/ensemble/machine-agent.yaml"
-
 BOOTSTRAP_PACKAGES = ("zookeeper", "zookeeperd", "default-jre-headless")
 
 

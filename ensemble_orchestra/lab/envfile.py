@@ -48,7 +48,7 @@ def lab_environment(spec: LabSpec, layout: LabLayout) -> dict[str, Any]:
         "acquired-mgmt-class": ACQUIRED_CLASS,
         "available-mgmt-class": AVAILABLE_CLASS,
         "default-series": LAB_PROFILES[0][0],
-        "storage-url": webdav_url(spec).rstrip("/").replace(f"//{LAB_HOST}:", f"//{host}:", 1),
+        "storage-url": webdav_url(spec, host).rstrip("/"),
         "storage-user": spec.storage_user,
         "storage-pass": spec.storage_password,
         "authorized-keys-path": str(layout.ssh_dir / "id_ed25519.pub"),

@@ -72,9 +72,10 @@ def kit_webdav_conf() -> Path:
     return kit_dir() / "webdav" / "ensemble-webdav.conf"
 
 
-def webdav_url(spec: LabSpec) -> str:
-    """Base URL of the lab's storage, with the trailing slash collections need."""
-    return f"http://{LAB_HOST}:{spec.webdav_port}{WEBDAV_PATH}/"
+def webdav_url(spec: LabSpec, host: str = LAB_HOST) -> str:
+    """Base URL of the lab's storage at *host* (loopback, or a container lab's bridge address), with the
+    trailing slash collections need."""
+    return f"http://{host}:{spec.webdav_port}{WEBDAV_PATH}/"
 
 
 def webdav_ready(spec: LabSpec, timeout: float = 1.0) -> bool:

@@ -122,10 +122,6 @@ class MachinesState:
         await self.client.set_acls(path, self.identities.machine(identities))
         await self.client.set(path, dump_document(record.to_document()))
 
-    async def clear_instance(self, machine_id: int) -> None:
-        """Forget *machine_id*'s instance (it vanished from the provider): the next reconcile launches anew."""
-        await self.record_instance(MachineRecord(machine_id))
-
     # -- reads -------------------------------------------------------------------------------------------
 
     async def read(self, machine_id: int) -> MachineRecord:
