@@ -49,7 +49,7 @@ class MachineAgent:
         self.client = await StateClient.connect(
             self.reactor, self.config.zookeeper_servers, credentials=self.config.credentials, timeout=CONNECT_TIMEOUT
         )
-        await wait_initialized(self.client, self.reactor, INITIALIZED_TIMEOUT)
+        await wait_initialized(self.client, INITIALIZED_TIMEOUT)
         settings = await read_settings(self.client)
         self.machines = MachinesState(self.client, settings.identities)
         await self.register()

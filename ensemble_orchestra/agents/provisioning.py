@@ -85,7 +85,7 @@ class ProvisioningAgent:
         self.client = client = await StateClient.connect(
             self.reactor, self.config.zookeeper_servers, credentials=self.config.credentials, timeout=CONNECT_TIMEOUT
         )
-        await wait_initialized(client, self.reactor, INITIALIZED_TIMEOUT)
+        await wait_initialized(client, INITIALIZED_TIMEOUT)
         self.settings = await read_settings(client)
         self.machines = MachinesState(client, self.settings.identities)
         await self._lock()
@@ -121,38 +121,14 @@ class ProvisioningAgent:
             except StateNodeExistsError:
                 pass
             log.info("another provisioning agent holds {lock}: waiting for it to go", lock=PROVISIONING_LOCK)
-            await self._until_gone(PROVISIONING_LOCK)
-
-    async def _until_gone(self, path: str) -> None:
-        assert self.client is not None
-        gone: Deferred[None] = Deferred()
-
-        def changed(value: bytes | None) -> None:
-            if value is None and not gone.called:
-                gone.callback(None)
-
-        watch = await self.client.watch_data(path, changed, lambda data, stat: data)
-        try:
-            await gone
-        finally:
-            watch.stop()
+            await self.client.wait_for(PROVISIONING_LOCK, present=False)
 
     async def _environment(self) -> dict[str, Any]:
         """``/environment`` as the CLI stored it: waits (unbounded, logged) until the CLI has connected once."""
         assert self.client is not None
-        arrived: Deferred[None] = Deferred()
-
-        def changed(value: bytes | None) -> None:
-            if value is not None and not arrived.called:
-                arrived.callback(None)
-
-        watch = await self.client.watch_data(ENVIRONMENT, changed, lambda data, stat: data)
-        try:
-            if not arrived.called:
-                log.info("waiting for the CLI to store the environment's config ({path})", path=ENVIRONMENT)
-            await arrived
-        finally:
-            watch.stop()
+        if await self.client.exists(ENVIRONMENT) is None:
+            log.info("waiting for the CLI to store the environment's config ({path})", path=ENVIRONMENT)
+            await self.client.wait_for(ENVIRONMENT, present=True)
         return await read_environment(self.client)
 
     def _session_changed(self, state: SessionState) -> None:

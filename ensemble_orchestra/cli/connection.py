@@ -127,7 +127,7 @@ async def _admin_session(
     client = await StateClient.connect(reactor, hosts, config.admin_secret, timeout=left())
     try:
         progress("waiting for initialize", f"on {machine.system_name}")
-        await wait_initialized(client, reactor, left())
+        await wait_initialized(client, left())
         settings = await read_settings(client)
         document = {"name": provider.environment_name, "config": provider.get_serialization_data()}
         await store_environment(client, settings.identities, document)

@@ -234,6 +234,7 @@ class StateClient:
         (StateConnectionError past it). An undecodable node fails the start; later it is logged and skipped.
         """
         watch = NodeWatch(self.reactor, path, callback, decode)
+
         # DataWatch reads the node as it is built, blocking: in a thread of kazoo's (it re-reads in kazoo's
         # threads anyway), not the reactor's pool, where a ZooKeeper that is down would hold it.
         def start() -> None:  # in kazoo's thread
@@ -254,6 +255,31 @@ class StateClient:
             watch.stop()
             raise
         return watch
+
+    async def wait_for(self, path: str, *, present: bool, timeout: float | None = None, why: str = "") -> bytes | None:
+        """Until *path* exists (*present*) or is gone, through a watch; its data then (None: gone).
+
+        With *timeout*, StateConnectionError past it, saying *why* (what to look at) when given.
+        """
+        reached: Deferred[bytes | None] = Deferred()
+
+        def changed(value: bytes | None) -> None:
+            if (value is not None) == present and not reached.called:
+                reached.callback(value)
+
+        watch = await self.watch_data(path, changed, lambda data, stat: data)
+        try:
+            if timeout is not None and not reached.called:
+
+                def expired(result: object, after: float) -> None:
+                    raise StateConnectionError(
+                        why or f"{path} did not {'appear' if present else 'go'} in {timeout:g} s"
+                    )
+
+                reached.addTimeout(timeout, cast(IReactorTime, self.reactor), onTimeoutCancel=expired)
+            return await reached
+        finally:
+            watch.stop()
 
     async def close(self) -> None:
         """End the session (our ephemeral nodes go with it) and free kazoo's threads; safe to call twice."""

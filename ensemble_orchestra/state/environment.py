@@ -6,15 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
-
-from kazoo.protocol.states import ZnodeStat
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from typing import Any
 
 from .acl import Identities
 from .client import StateClient
-from .errors import StateConnectionError, StateCorruptError, StateNodeExistsError, StateNotFoundError
+from .errors import StateCorruptError, StateNodeExistsError, StateNotFoundError
 from .layout import (
     AGENTS,
     CONTAINERS,
@@ -142,29 +138,14 @@ async def read_environment(client: StateClient) -> dict[str, Any]:
     return load_document(data, ENVIRONMENT)
 
 
-async def wait_initialized(client: StateClient, clock: IReactorTime, timeout: float) -> str:
-    """Wait (bounded) for ``/initialized``; the version that initialized the environment.
+async def wait_initialized(client: StateClient, timeout: float) -> str:
+    """Wait (bounded, on the session's reactor) for ``/initialized``; the version that initialized the environment.
 
     StateConnectionError after *timeout* says what to look at.
     """
-    arrived: Deferred[str] = Deferred()
-
-    def changed(value: str | None) -> None:
-        if value is not None and not arrived.called:
-            arrived.callback(value)
-
-    def decode(data: bytes, stat: ZnodeStat) -> str:
-        return data.decode(errors="replace")
-
-    watch = await client.watch_data(INITIALIZED, changed, decode)
-    try:
-
-        def expired(result: object, after: float) -> None:
-            raise StateConnectionError(
-                f"ZooKeeper at {client.hosts} answers but the environment was not initialized within {timeout:g} s:"
-                " look at machine 0's cloud-init log (/var/log/cloud-init-output.log)"
-            )
-
-        return cast(str, await arrived.addTimeout(timeout, clock, onTimeoutCancel=expired))
-    finally:
-        watch.stop()
+    why = (
+        f"ZooKeeper at {client.hosts} answers but the environment was not initialized within {timeout:g} s:"
+        " look at machine 0's cloud-init log (/var/log/cloud-init-output.log)"
+    )
+    data = await client.wait_for(INITIALIZED, present=True, timeout=timeout, why=why)
+    return (data or b"").decode(errors="replace")

@@ -78,7 +78,7 @@ def initialized(tree_zookeeper: ZooKeeperServer) -> ZooKeeperServer:
 async def test_the_admin_sees_the_whole_tree_and_initialized_names_the_version(initialized: ZooKeeperServer) -> None:
     admin = await _session(initialized, ADMIN)
     try:
-        assert await wait_initialized(admin, reactor, 5) == "0-test"
+        assert await wait_initialized(admin, 5) == "0-test"
         settings = await read_settings(admin)
         assert settings.identities == IDENTITIES and settings.tools_sha256 == "ab"
         children = set(await admin.get_children("/"))
@@ -183,6 +183,6 @@ async def test_waiting_for_an_uninitialized_environment_is_bounded(zookeeper: Zo
     client = await StateClient.connect(reactor, zookeeper.hosts, "whatever", timeout=10)
     try:
         with pytest.raises(StateConnectionError, match="not initialized within 0.5 s.*cloud-init"):
-            await wait_initialized(client, reactor, 0.5)
+            await wait_initialized(client, 0.5)
     finally:
         await client.close()
