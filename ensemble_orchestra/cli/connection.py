@@ -8,12 +8,12 @@ what to look at.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..home import ensemble_home
-from ..provider.errors import EnvironmentNotBootstrapped, ProviderError
+from ..provider.errors import EnvironmentNotBootstrapped, MachinesNotFound, ProviderError
 from ..schedule import Schedule
 from ..state.client import StateClient
 from ..state.environment import EnvironmentSettings, read_settings, store_environment, wait_initialized
@@ -46,7 +46,8 @@ class StateConnection:
                 await self.tunnel.close()
 
 
-async def machine_zero(provider: Any) -> Any:
+async def zookeeper_instance(provider: Any) -> str:
+    """Machine 0's instance id, from the provider state bootstrap saved; EnvironmentNotBootstrapped without it."""
     name = provider.environment_name
     state = await provider.load_state()
     instances = state.get("zookeeper-instances") if isinstance(state, dict) else None
@@ -54,14 +55,29 @@ async def machine_zero(provider: Any) -> Any:
         raise EnvironmentNotBootstrapped(
             f"environment '{name}' is not bootstrapped: run 'ensemble bootstrap -e {name}'"
         )
-    [machine] = await provider.get_machines(instances[:1])
-    return machine
+    return str(instances[0])
+
+
+async def machine_zero(provider: Any, machines: Sequence[Any] | None = None) -> Any:
+    """Machine 0 as the provider sees it: found among *machines* (a ``get_machines()`` the caller made
+    anyway), else asked for."""
+    instance = await zookeeper_instance(provider)
+    if machines is None:
+        [machine] = await provider.get_machines([instance])
+        return machine
+    for machine in machines:
+        if machine.instance_id == instance:
+            return machine
+    raise MachinesNotFound([instance])
 
 
 async def connect_environment(
-    provider: Any, reactor: Any, progress: Callable[[str, str], None], timeout: float
+    provider: Any, reactor: Any, progress: Callable[[str, str], None], timeout: float, machine: Any = None
 ) -> StateConnection:
-    """An admin session on the environment's ZooKeeper, once it is initialized; within *timeout* seconds."""
+    """An admin session on the environment's ZooKeeper, once it is initialized; within *timeout* seconds.
+
+    *machine*: machine 0, when the caller has it already (else it is asked of the provider).
+    """
     config = provider.config
     deadline = reactor.seconds() + timeout
 
@@ -71,7 +87,7 @@ async def connect_environment(
             raise StateConnectionError(f"could not reach the environment's ZooKeeper within {timeout:g} s")
         return remaining
 
-    machine = await machine_zero(provider)
+    machine = machine or await machine_zero(provider)
     if machine.state != "provisioned":
         raise ProviderError(
             f"machine 0 ({machine.system_name}) is still installing: wait for it ('ensemble bootstrap --wait', or"

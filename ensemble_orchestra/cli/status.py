@@ -12,11 +12,10 @@ from typing import Any
 
 import yaml
 
-from ..provider.errors import EnvironmentNotBootstrapped
 from ..state.machines import MachinesState
 from ..state.status import environment_status
 from ._provider import run_with_provider
-from .connection import connect_environment, machine_zero
+from .connection import connect_environment, machine_zero, zookeeper_instance
 from .progress import Progress
 
 __all__ = ["CONNECT_TIMEOUT", "add_parser", "provider_status", "run"]
@@ -64,22 +63,18 @@ def provider_status(machines: list[Any]) -> dict[str, Any]:
 
 
 async def _status(provider: Any, progress: Progress, reactor: Any, timeout: float) -> dict[str, Any]:
-    name = provider.environment_name
-    if not await provider.load_state():
-        raise EnvironmentNotBootstrapped(
-            f"environment '{name}' is not bootstrapped: run 'ensemble bootstrap -e {name}'"
-        )
     if provider.config.state_connection == "none":
+        await zookeeper_instance(provider)  # bootstrapped?
         return provider_status(await provider.get_machines())
-    zero = await machine_zero(provider)
+    instances = await provider.get_machines()  # the one provider call: machine 0 is among them
+    zero = await machine_zero(provider, instances)
     if zero.state != "provisioned":  # no ZooKeeper yet: what the provider knows
-        document = provider_status(await provider.get_machines())
+        document = provider_status(instances)
         for entry in document["machines"].values():
             entry["agent-state"] = "not-started"
         return document
-    connection = await connect_environment(provider, reactor, progress, timeout)
+    connection = await connect_environment(provider, reactor, progress, timeout, machine=zero)
     try:
-        instances = await provider.get_machines()
         machines = MachinesState(connection.client, connection.settings.identities)
         return await environment_status(connection.client, machines, instances)
     finally:
