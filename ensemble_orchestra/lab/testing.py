@@ -84,3 +84,18 @@ def start_lab(root: Path, systems: int = 8, env_name: str | None = None, **spec_
     lab = Lab(root)
     spec = lab.up(LabSpec(base_port=free_base_port(systems), systems=systems, **spec_fields), env_name=env_name)
     return RunningLab(lab=lab, spec=spec)
+
+
+def process_table() -> dict[int, tuple[str, int]]:
+    """Every process now, from /proc: pid → (command name, parent pid). For tests that check what is left."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended while we looked
+            continue
+        name, rest = stat.split(" (", 1)[1].rsplit(") ", 1)
+        table[int(entry.name)] = (name, int(rest.split()[1]))
+    return table

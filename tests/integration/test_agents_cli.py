@@ -25,6 +25,7 @@ from ensemble_orchestra.cli.environment import select_environment
 from ensemble_orchestra.cli.log_filter import LEVELS, LogFilter, parse_record
 from ensemble_orchestra.cli.log_tail import LogTail, tail_argv
 from ensemble_orchestra.cli.machine_reach import MachineTarget, machine_targets, ssh_options
+from ensemble_orchestra.lab.testing import process_table
 from ensemble_orchestra.lab.zookeeper_server import free_port
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
@@ -191,14 +192,4 @@ async def test_a_machine_that_cannot_be_reached_warns_once_and_machine_0_keeps_s
 
 def _ssh_children() -> list[int]:
     """Our own child processes that are ssh, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name, rest = stat.split(" (", 1)[1].rsplit(") ", 1)
-            if name == "ssh" and int(rest.split()[1]) == os.getpid():
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, (name, ppid) in process_table().items() if name == "ssh" and ppid == os.getpid()]

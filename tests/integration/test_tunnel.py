@@ -31,6 +31,7 @@ from ensemble_orchestra.cli.tunnel import (
     open_tunnel,
 )
 from ensemble_orchestra.lab.sshkey import ensure_lab_key
+from ensemble_orchestra.lab.testing import process_table
 from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer, four_letter_word, free_port
 from ensemble_orchestra.state import StateClient
 
@@ -49,14 +50,7 @@ def _reactor():  # type: ignore[no-untyped-def]
 
 def _children(pid: int) -> list[int]:
     """Every descendant of *pid* (sshd's per-connection and session processes), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    parents = {child: ppid for child, (_, ppid) in process_table().items()}
     found, frontier = [], [pid]
     while frontier:
         parent = frontier.pop()
