@@ -6,6 +6,10 @@
 - On every topology change, and every ``reconcile_interval`` seconds (a watch may merge or miss states; a
   launch may fail), it reconciles: a topology machine with no provider machine is launched; a provider
   machine whose machine id the topology no longer has is shut down.
+- Units placed on a machine may be written by that machine's agent: once a machine's agent identity is on record,
+  its units' nodes get it in their ACL (``UnitsState.grant``), before the launch.
+- A launch that fails is recorded on the machine's node (``launch-error``: ``ensemble status`` shows it) and
+  tried again at the next reconcile.
 - Restart-safe: the provider records the owner and the machine id on every system it launches, so a machine
   launched just before a crash is found and adopted, never launched twice; the new machine's agent identity
   is recorded (and allowed in its node's ACL) BEFORE the launch, so an adopted machine's agent can register.
@@ -13,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -27,11 +32,12 @@ from ..errors import EnsembleError
 from ..state.acl import machine_user, new_credential
 from ..state.client import StateClient
 from ..state.environment import EnvironmentSettings, read_environment, read_settings, wait_initialized
-from ..state.errors import StateNodeExistsError
+from ..state.errors import StateNodeExistsError, StateNotFoundError
 from ..state.layout import ENVIRONMENT, PROVISIONING_LOCK, dump_document
 from ..state.machines import MachineRecord, MachinesState
 from ..state.topology import Topology
 from ..state.topology_node import TopologyNode
+from ..state.units import UnitsState
 from ..state.watch import SessionState
 from .config import AgentConfig
 
@@ -72,6 +78,8 @@ class ProvisioningAgent:
         self.client: StateClient | None = None
         self.settings: EnvironmentSettings | None = None
         self.machines: MachinesState | None = None
+        self.units: UnitsState | None = None
+        self._granted: set[tuple[str, str]] = set()
         self.provider: Any = None
         self.stopped: Deferred[None] = Deferred()
         self._running: Deferred[None] | None = None
@@ -88,6 +96,7 @@ class ProvisioningAgent:
         await wait_initialized(client, INITIALIZED_TIMEOUT)
         self.settings = await read_settings(client)
         self.machines = MachinesState(client, self.settings.identities)
+        self.units = UnitsState(client, self.settings.identities)
         await self._lock()
         client.on_session(self._session_changed)
         environment = await self._environment()
@@ -179,9 +188,10 @@ class ProvisioningAgent:
                         name=found.system_name,
                         instance=found.instance_id,
                     )
-                    await self.machines.record_instance(
-                        MachineRecord(machine_id, found.instance_id, found.system_name, record.agent_identity)
+                    record = dataclasses.replace(
+                        record, provider_machine_id=found.instance_id, instance_name=found.system_name
                     )
+                    await self.machines.record_instance(record)
                     # Its launcher may have died between the ownership edit and the power-on.
                     resume = getattr(self.provider, "resume_launch", None)
                     if resume is not None and await resume(found):
@@ -190,8 +200,16 @@ class ProvisioningAgent:
                             id=machine_id,
                             name=found.system_name,
                         )
+                await self._grant_units(topology, record)
             elif machine_id != 0:
-                await self._launch(record)
+                try:
+                    await self._launch(topology, record)
+                except Exception as error:  # recorded on the machine's node; the others are launched still
+                    log.error(
+                        "machine {id}: launch failed: {error}",
+                        id=machine_id,
+                        error=str(error) if isinstance(error, EnsembleError) else repr(error),
+                    )
         for machine_id_text, machine in provided.items():
             known = machine_id_text.isdigit() and int(machine_id_text) in topology.machines
             if not known:
@@ -203,22 +221,52 @@ class ProvisioningAgent:
                 await self.provider.shutdown_machines([machine])
         self.reconciled += 1
 
-    async def _launch(self, record: MachineRecord) -> None:
+    async def _grant_units(self, topology: Topology, record: MachineRecord) -> None:
+        """Let machine *record.id*'s agent write the nodes of the units placed on it (once per unit)."""
+        assert self.units is not None
+        if record.agent_identity is None:
+            return
+        for unit in topology.units_on(record.id):
+            if (unit.name, record.agent_identity) in self._granted:
+                continue
+            try:
+                if await self.units.grant(unit.name, record.agent_identity):
+                    log.info("unit {unit}: machine {id}'s agent may write it", unit=unit.name, id=record.id)
+            except StateNotFoundError:  # removed meanwhile
+                continue
+            self._granted.add((unit.name, record.agent_identity))
+
+    async def _launch(self, topology: Topology, record: MachineRecord) -> None:
         assert self.machines is not None and self.settings is not None and self.config.machine_agents is not None
         machine_id = record.id
         credential = new_credential(machine_user(machine_id))
         # The identity goes on record (and into the node's ACL) before the launch: see the module's docstring.
-        await self.machines.record_instance(MachineRecord(machine_id, None, None, credential.identity))
+        record = dataclasses.replace(
+            record, provider_machine_id=None, instance_name=None, agent_identity=credential.identity
+        )
+        await self.machines.record_instance(record)
+        await self._grant_units(topology, record)
         machine_data = {
             "machine-id": str(machine_id),
             "zookeeper-hosts": [self.settings.zookeeper_servers],
             "agent-credentials": [credential.to_dict(), self.config.machine_agents.to_dict()],
             "tools": {"url": self.settings.tools_url, "sha256": self.settings.tools_sha256},
+            "constraints": dict(record.constraints),
         }
         log.info("machine {id}: launching", id=machine_id)
-        [machine] = await self.provider.start_machine(machine_data)
+        try:
+            [machine] = await self.provider.start_machine(machine_data)
+        except Exception as error:
+            reason = str(error) if isinstance(error, EnsembleError) else repr(error)
+            try:
+                await self.machines.record_instance(dataclasses.replace(record, launch_error=reason))
+            except StateNotFoundError:  # the machine was removed meanwhile
+                pass
+            raise
         await self.machines.record_instance(
-            MachineRecord(machine_id, machine.instance_id, machine.system_name, credential.identity)
+            dataclasses.replace(
+                record, provider_machine_id=machine.instance_id, instance_name=machine.system_name, launch_error=None
+            )
         )
         self.launched.append(machine_id)
         log.info(

@@ -52,6 +52,7 @@ def deferred_from_async(
     on_timeout: Callable[[], Exception],
 ) -> Deferred[Any]:
     """A Deferred that fires in the reactor with *result*'s value or exception, or with on_timeout() after *timeout*."""
+
     def cancel(_: Deferred[Any]) -> None:  # the caller gave up: the timer goes, a late answer is dropped
         if timer.active():
             timer.cancel()
@@ -87,5 +88,3 @@ def deferred_from_async(
 def in_thread(reactor: StateReactor, work: Callable[[], T]) -> Deferred[T]:
     """*work* (a blocking kazoo call) in the reactor's thread pool, so the reactor never waits for it."""
     return cast(Deferred[T], deferToThreadPool(cast(Any, reactor), reactor.getThreadPool(), work))
-
-

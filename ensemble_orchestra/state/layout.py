@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -14,18 +15,29 @@ from .errors import StateCorruptError
 
 __all__ = [
     "AGENTS",
+    "CHARMS",
     "CONTAINERS",
     "ENVIRONMENT",
     "INITIALIZED",
     "MACHINES",
     "PROVISIONING_LOCK",
+    "RELATIONS",
+    "SERVICES",
     "SETTINGS",
     "TOPOLOGY",
+    "UNITS",
+    "charm_path",
     "dump_document",
     "load_document",
     "machine_agent_path",
     "machine_id_of",
     "machine_path",
+    "service_config_path",
+    "service_path",
+    "unit_agent_path",
+    "unit_path",
+    "unit_ports_path",
+    "unit_resolved_path",
 ]
 
 INITIALIZED = "/initialized"  # created last by `ensemble-admin initialize`: clients wait for it
@@ -35,7 +47,11 @@ TOPOLOGY = "/topology"  # machines, services, units (topology.py)
 MACHINES = "/machines"  # machine-%010d: provider instance of each topology machine; child `agent` = presence
 AGENTS = "/agents"  # agents' locks
 PROVISIONING_LOCK = "/agents/provisioning"  # ephemeral: held by the one running provisioning agent
-CONTAINERS = ("/services", "/units", "/charms", "/relations")  # filled by the next milestones' commands
+SERVICES = "/services"  # <name>: charm, constraints; child `config` = the user's settings
+UNITS = "/units"  # <service>-<n>: the unit agent's state; children `agent`, `ports`, `resolved`
+CHARMS = "/charms"  # <quoted charm id>: the published bundle (storage name, URL, sha256), metadata, config schema
+RELATIONS = "/relations"  # filled by the relations issue
+CONTAINERS = (SERVICES, UNITS, CHARMS, RELATIONS)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -47,6 +63,36 @@ def machine_path(machine_id: int) -> str:
 
 def machine_agent_path(machine_id: int) -> str:
     return machine_path(machine_id) + "/agent"
+
+
+def charm_path(charm_id: str) -> str:
+    return f"{CHARMS}/{quote(charm_id, safe='')}"
+
+
+def service_path(name: str) -> str:
+    return f"{SERVICES}/{name}"
+
+
+def service_config_path(name: str) -> str:
+    return f"{SERVICES}/{name}/config"
+
+
+def unit_path(unit_name: str) -> str:
+    """``mysql/0`` → ``/units/mysql-0`` (unambiguous: a service name never ends in ``-<digits>``)."""
+    service, _, number = unit_name.partition("/")
+    return f"{UNITS}/{service}-{number}"
+
+
+def unit_agent_path(unit_name: str) -> str:
+    return unit_path(unit_name) + "/agent"
+
+
+def unit_ports_path(unit_name: str) -> str:
+    return unit_path(unit_name) + "/ports"
+
+
+def unit_resolved_path(unit_name: str) -> str:
+    return unit_path(unit_name) + "/resolved"
 
 
 def machine_id_of(name: str) -> int | None:

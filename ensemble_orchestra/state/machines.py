@@ -8,8 +8,8 @@ identity of the machine's own agent (added to the node's ACL, so that agent may 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..deferreds import gather
@@ -39,13 +39,20 @@ class MachineRecord:
     provider_machine_id: str | None = None  # the provider's instance id (Cobbler's system uid)
     instance_name: str | None = None  # the provider's name for it (Cobbler's system name)
     agent_identity: str | None = None  # digest identity of machine N's agent
+    constraints: Mapping[str, str] = field(default_factory=dict)  # what the provider must match (its service's)
+    launch_error: str | None = None  # the provisioning agent's last failure to launch it (None: none)
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "provider-machine-id": self.provider_machine_id,
             "instance-name": self.instance_name,
             "agent-identity": self.agent_identity,
         }
+        if self.constraints:
+            document["constraints"] = dict(self.constraints)
+        if self.launch_error:
+            document["launch-error"] = self.launch_error
+        return document
 
     @classmethod
     def from_document(cls, machine_id: int, document: dict[str, Any]) -> MachineRecord:
@@ -53,7 +60,15 @@ class MachineRecord:
             value = document.get(key)
             return None if value is None else str(value)
 
-        return cls(machine_id, text("provider-machine-id"), text("instance-name"), text("agent-identity"))
+        constraints = {str(k): str(v) for k, v in (document.get("constraints") or {}).items()}
+        return cls(
+            machine_id,
+            text("provider-machine-id"),
+            text("instance-name"),
+            text("agent-identity"),
+            constraints,
+            text("launch-error"),
+        )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ class Unit:
 
     name: str  # "<service>/<n>"
     machine: int | None = None
+    dying: bool = False  # remove-unit asked for it: its agent runs the stop hook, then it is removed
+
+    @property
+    def service(self) -> str:
+        return self.name.partition("/")[0]
 
 
 @dataclass(frozen=True)
@@ -121,12 +126,21 @@ class Topology:
         )
 
     def assign_unit(self, unit_name: str, machine: int) -> Topology:
-        service = self._service(unit_name.partition("/")[0])
-        if unit_name not in service.units:
-            raise TopologyError(f"unit {unit_name} does not exist")
+        unit = self.unit(unit_name)
         self._machine(machine)
-        service = dataclasses.replace(service, units={**service.units, unit_name: Unit(unit_name, machine)})
+        return self._with_unit(dataclasses.replace(unit, machine=machine))
+
+    def _with_unit(self, unit: Unit) -> Topology:
+        service = self._service(unit.service)
+        service = dataclasses.replace(service, units={**service.units, unit.name: unit})
         return dataclasses.replace(self, services={**self.services, service.name: service})
+
+    def mark_dying(self, unit_name: str) -> Topology:
+        """*unit_name* is to be removed: its agent runs the stop hook first (``remove_unit`` ends it)."""
+        unit = self.unit(unit_name)
+        if unit.dying:
+            return self
+        return self._with_unit(dataclasses.replace(unit, dying=True))
 
     def remove_unit(self, unit_name: str) -> Topology:
         service = self._service(unit_name.partition("/")[0])
@@ -142,6 +156,20 @@ class Topology:
     def units(self) -> list[Unit]:
         return [unit for service in self.services.values() for unit in service.units.values()]
 
+    def unit(self, unit_name: str) -> Unit:
+        """The unit named *unit_name* (TopologyError naming it when there is none)."""
+        service = self.services.get(unit_name.partition("/")[0])
+        if service is None or unit_name not in service.units:
+            raise TopologyError(f"unit {unit_name} does not exist in the environment: see `ensemble status`")
+        return service.units[unit_name]
+
+    def service(self, name: str) -> Service:
+        """The service named *name* (TopologyError naming it when there is none)."""
+        return self._service(name)
+
+    def units_on(self, machine_id: int) -> list[Unit]:
+        return sorted((u for u in self.units() if u.machine == machine_id), key=lambda u: u.name)
+
     def _machine(self, machine_id: int) -> Machine:
         try:
             return self.machines[machine_id]
@@ -152,7 +180,7 @@ class Topology:
         try:
             return self.services[name]
         except KeyError:
-            raise TopologyError(f"service {name} does not exist in the environment") from None
+            raise TopologyError(f"service {name} does not exist in the environment: see `ensemble status`") from None
 
     # -- YAML ------------------------------------------------------------------------------------
 
@@ -164,7 +192,7 @@ class Topology:
             "services": {
                 name: {
                     "charm": service.charm,
-                    "units": {unit.name: {"machine": unit.machine} for unit in service.units.values()},
+                    "units": {unit.name: _unit_document(unit) for unit in service.units.values()},
                 }
                 for name, service in sorted(self.services.items())
             },
@@ -185,7 +213,11 @@ class Topology:
             services = {}
             for name, entry in (document.get("services") or {}).items():
                 units = {
-                    str(unit): Unit(str(unit), None if info["machine"] is None else int(info["machine"]))
+                    str(unit): Unit(
+                        str(unit),
+                        None if info["machine"] is None else int(info["machine"]),
+                        bool(info.get("dying", False)),
+                    )
                     for unit, info in (entry.get("units") or {}).items()
                 }
                 services[str(name)] = Service(str(name), str(entry["charm"]), units)
@@ -196,3 +228,10 @@ class Topology:
             raise StateCorruptError(
                 f"{where} does not hold a topology this version can read ({problem}): repair or re-initialize it"
             ) from None
+
+
+def _unit_document(unit: Unit) -> dict[str, Any]:
+    document: dict[str, Any] = {"machine": unit.machine}
+    if unit.dying:  # written only when set: a topology without dying units reads as before
+        document["dying"] = True
+    return document

@@ -1,0 +1,243 @@
+"""``/units``: each unit's state as its agent reports it, its open ports, and the user's ``resolved`` requests.
+
+``/units/<service>-<n>`` is created with the unit (``services.py``, in the topology's transaction) holding
+``agent-state: pending``; from then on the unit agent writes it. Its ACL lets the provisioning agent add the
+identity of the machine the unit is placed on (``grant``): a unit agent runs with its machine's credential and
+may write its own unit's nodes, and no other unit's. Children: ``agent`` (ephemeral presence of the unit agent),
+``ports`` (``open: ["3306/tcp"]``), ``resolved`` (``retry: bool``: the CLI asks, the agent acts and deletes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kazoo.security import ACL, Id, Permissions
+
+from ..deferreds import gather
+from .acl import Identities
+from .client import StateClient
+from .errors import StateCorruptError, StateNotFoundError
+from .layout import (
+    dump_document,
+    load_document,
+    unit_agent_path,
+    unit_path,
+    unit_ports_path,
+    unit_resolved_path,
+)
+
+__all__ = [
+    "ERROR_STATES",
+    "UNIT_STATES",
+    "UnitPresence",
+    "UnitRecord",
+    "UnitsState",
+    "format_port",
+    "parse_port",
+]
+
+# What a unit agent reports (``agent-state``); "down" is status's word for a unit whose agent is gone.
+UNIT_STATES = (
+    "pending",
+    "installed",
+    "started",
+    "stopped",
+    "install-error",
+    "start-error",
+    "configure-error",
+    "stop-error",
+)
+ERROR_STATES = ("install-error", "start-error", "configure-error", "stop-error")
+OUTPUT_LINES = 20  # a failing hook's last lines kept in the unit's node (its whole output is in the unit's log)
+
+
+def parse_port(text: str) -> tuple[int, str]:
+    """``3306``, ``3306/tcp``, ``53/udp`` → (port, protocol); ValueError saying what is wrong."""
+    number, _, protocol = text.partition("/")
+    protocol = (protocol or "tcp").lower()
+    if protocol not in ("tcp", "udp"):
+        raise ValueError(f"{text!r}: the protocol must be tcp or udp")
+    if not number.isdigit() or not 1 <= int(number) <= 65535:
+        raise ValueError(f"{text!r}: a port is a number from 1 to 65535")
+    return int(number), protocol
+
+
+def format_port(port: int, protocol: str) -> str:
+    return f"{port}/{protocol}"
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """What ``/units/<service>-<n>`` holds."""
+
+    name: str
+    agent_state: str = "pending"
+    charm: str | None = None  # the charm id the unit runs (set by its agent once deployed)
+    hook: str | None = None  # in an error state: the hook that failed
+    hook_output: tuple[str, ...] = ()  # ... and its last lines
+    private_address: str | None = None
+    public_address: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "agent-state": self.agent_state,
+            "charm": self.charm,
+            "hook": self.hook,
+            "hook-output": list(self.hook_output),
+            "private-address": self.private_address,
+            "public-address": self.public_address,
+        }
+
+    @classmethod
+    def from_document(cls, name: str, document: dict[str, Any]) -> UnitRecord:
+        state = str(document.get("agent-state", "pending"))
+        if state not in UNIT_STATES:
+            raise StateCorruptError(f"{unit_path(name)}: unknown agent-state {state!r}: repair it or remove the unit")
+
+        def text(key: str) -> str | None:
+            value = document.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            name,
+            state,
+            text("charm"),
+            text("hook"),
+            tuple(str(line) for line in document.get("hook-output") or ()),
+            text("private-address"),
+            text("public-address"),
+        )
+
+    @property
+    def in_error(self) -> bool:
+        return self.agent_state in ERROR_STATES
+
+
+@dataclass(frozen=True)
+class UnitPresence:
+    """What a unit agent says of itself in its ephemeral node."""
+
+    pid: int
+    version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        return {"pid": self.pid, "version": self.version, **self.extra}
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> UnitPresence:
+        return cls(int(document.get("pid", 0)), str(document.get("version", "")))
+
+
+class UnitsState:
+    """Typed access to the units' nodes of one ZooKeeper session (CLI, provisioning agent or unit agent)."""
+
+    def __init__(self, client: StateClient, identities: Identities) -> None:
+        self.client = client
+        self.identities = identities
+
+    def unit_acl(self, machine_identity: str | None = None) -> list[ACL]:
+        """A unit's node: provisioning-owned (so the provisioning agent can grant), plus its machine's agent."""
+        extra = [ACL(Permissions.ALL, Id("digest", machine_identity))] if machine_identity else []
+        return self.identities.provisioning_owned() + extra
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    async def read(self, name: str) -> UnitRecord:
+        path = unit_path(name)
+        data, _ = await self.client.get(path)
+        return UnitRecord.from_document(name, load_document(data, path))
+
+    async def read_if_there(self, name: str) -> UnitRecord | None:
+        try:
+            return await self.read(name)
+        except StateNotFoundError:
+            return None
+
+    async def read_many(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
+        found = await gather([self.read_if_there(n) for n in names])
+        return dict(zip(names, found, strict=True))
+
+    async def presence(self, name: str) -> UnitPresence | None:
+        path = unit_agent_path(name)
+        try:
+            data, _ = await self.client.get(path)
+        except StateNotFoundError:
+            return None
+        return UnitPresence.from_document(load_document(data, path))
+
+    async def presences(self, names: Sequence[str]) -> dict[str, UnitPresence | None]:
+        found = await gather([self.presence(n) for n in names])
+        return dict(zip(names, found, strict=True))
+
+    async def open_ports(self, name: str) -> list[str]:
+        """The unit's open ports as ``port/protocol``, sorted by port."""
+        path = unit_ports_path(name)
+        try:
+            data, _ = await self.client.get(path)
+        except StateNotFoundError:
+            return []
+        ports = [str(p) for p in load_document(data, path).get("open") or ()]
+        return sorted(ports, key=lambda p: (int(p.partition("/")[0]), p))
+
+    async def ports_of(self, names: Sequence[str]) -> dict[str, list[str]]:
+        found = await gather([self.open_ports(n) for n in names])
+        return dict(zip(names, found, strict=True))
+
+    async def resolved_request(self, name: str) -> bool | None:
+        """The pending ``resolved`` request: its retry flag, or None when there is none."""
+        path = unit_resolved_path(name)
+        try:
+            data, _ = await self.client.get(path)
+        except StateNotFoundError:
+            return None
+        return bool(load_document(data, path).get("retry", False))
+
+    # -- the CLI -------------------------------------------------------------------------------------------
+
+    async def request_resolved(self, name: str, retry: bool) -> None:
+        """Ask the unit's agent to leave its error state (running the failed hook again with *retry*)."""
+        await self.client.create(
+            unit_resolved_path(name), dump_document({"retry": retry}), acl=self.identities.shared()
+        )
+
+    # -- the provisioning agent ----------------------------------------------------------------------------
+
+    async def grant(self, name: str, machine_identity: str) -> bool:
+        """Let the agent of the unit's machine write the unit's nodes; True when the ACL changed."""
+        path = unit_path(name)
+        wanted = self.unit_acl(machine_identity)
+        current = await self.client.get_acls(path)
+        if sorted(map(str, current)) == sorted(map(str, wanted)):
+            return False
+        await self.client.set_acls(path, wanted)
+        return True
+
+    # -- the unit agent ------------------------------------------------------------------------------------
+
+    async def report(self, record: UnitRecord) -> None:
+        await self.client.set(unit_path(record.name), dump_document(record.to_document()))
+
+    async def register(self, name: str, presence: UnitPresence, owner: str) -> None:
+        await self.client.create(
+            unit_agent_path(name),
+            dump_document(presence.to_document()),
+            ephemeral=True,
+            acl=self.identities.presence(owner),
+        )
+
+    async def set_ports(self, name: str, ports: Sequence[str], owner: str) -> None:
+        document = dump_document({"open": sorted(set(ports))})
+        path = unit_ports_path(name)
+        if await self.client.exists(path) is None:
+            await self.client.create(path, document, acl=self.identities.presence(owner))
+        else:
+            await self.client.set(path, document)
+
+    async def clear_resolved(self, name: str) -> None:
+        try:
+            await self.client.delete(unit_resolved_path(name))
+        except StateNotFoundError:
+            pass
