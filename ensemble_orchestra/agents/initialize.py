@@ -123,4 +123,3 @@ async def initialize(reactor: Any, options: InitializeOptions) -> bool:
     await run(reactor, ["systemctl", "daemon-reload"])
     await run(reactor, ["systemctl", "enable", "--now", unit_name(MACHINE_AGENT), unit_name(PROVISIONING_AGENT)])
     return created
-

@@ -1,8 +1,10 @@
-"""The machine agent: this machine's presence in the environment (units come with the next milestone).
+"""The machine agent: this machine's presence in the environment, and the units placed on it.
 
 It waits for ``/initialized``, then registers an ephemeral ``/machines/machine-N/agent`` with the machine's
-addresses. ZooKeeper's session survives a ZooKeeper restart (kazoo reconnects: nothing to do); when the
-session expires, ZooKeeper drops the presence node and kazoo opens a new session: the agent registers again.
+addresses, and watches the topology: units placed on this machine are deployed, units that left it removed
+(``deployer.py``), on every change and every ``RECONCILE_INTERVAL`` seconds (a failed fetch is tried again).
+ZooKeeper's session survives a ZooKeeper restart (kazoo reconnects: nothing to do); when the session expires,
+ZooKeeper drops the presence node and kazoo opens a new session: the agent registers again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import socket
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .. import __version__
@@ -20,8 +23,13 @@ from ..state.environment import read_settings, wait_initialized
 from ..state.errors import StateError, StateNodeExistsError
 from ..state.layout import machine_agent_path
 from ..state.machines import AgentPresence, MachinesState
+from ..state.topology import Topology
+from ..state.topology_node import TopologyNode
+from ..state.units import UnitsState
 from ..state.watch import SessionState
 from .config import AgentConfig
+from .deployer import UnitDeployer
+from .reconciler import Reconciler
 from .system import global_addresses
 
 __all__ = ["MachineAgent"]
@@ -30,10 +38,11 @@ log = Logger()
 
 CONNECT_TIMEOUT = 60.0  # then the process exits and systemd starts it again
 INITIALIZED_TIMEOUT = 600.0
+RECONCILE_INTERVAL = 30.0
 
 
 class MachineAgent:
-    def __init__(self, reactor: Any, config: AgentConfig) -> None:
+    def __init__(self, reactor: Any, config: AgentConfig, make_deployer: Any = None) -> None:
         if config.machine_id is None:
             raise StateError("the machine agent's config has no machine-id: reinstall the machine")
         self.reactor = reactor
@@ -43,6 +52,9 @@ class MachineAgent:
         self.client: StateClient | None = None
         self.machines: MachinesState | None = None
         self.stopped: Deferred[None] = Deferred()
+        self.make_deployer = make_deployer or UnitDeployer
+        self.deployer: UnitDeployer | None = None
+        self._reconciler = Reconciler(self._reconcile, "deploying units")
 
     async def run(self) -> None:
         """Register and stay (until the session can no longer be restored, then fail: systemd restarts us)."""
@@ -55,7 +67,23 @@ class MachineAgent:
         await self.register()
         self.client.on_session(self._session_changed)
         log.info("machine {id} agent running (ensemble-orchestra {version})", id=self.machine_id, version=__version__)
-        await self.stopped
+        self.deployer = self.make_deployer(
+            self.reactor, self.client, UnitsState(self.client, settings.identities), self.machine_id
+        )
+        await TopologyNode(self.client).watch(lambda topology: self._reconciler.trigger())
+        loop = LoopingCall(self._reconciler.trigger)
+        loop.clock = self.reactor
+        loop.start(RECONCILE_INTERVAL, now=False)
+        try:
+            await self.stopped
+        finally:
+            if loop.running:
+                loop.stop()
+
+    async def _reconcile(self) -> None:
+        assert self.client is not None and self.deployer is not None
+        topology: Topology = await TopologyNode(self.client).read()
+        await self.deployer.reconcile(topology)
 
     async def register(self) -> None:
         assert self.machines is not None and self.client is not None

@@ -3,6 +3,7 @@
 - ``initialize``: machine 0, once (see ``initialize``).
 - ``install-agent machine-agent --config F``: any other machine: installs and starts the machine agent's service.
 - ``machine-agent --config F`` / ``provisioning-agent --config F``: the services themselves.
+- ``unit-agent --unit NAME --config F``: one unit's agent (the machine agent installs its service).
 
 An agent that fails exits non-zero with one line in its log; systemd starts it again.
 """
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     for agent in (MACHINE_AGENT, PROVISIONING_AGENT):
         sub = commands.add_parser(agent, help=f"run the {agent.replace('-', ' ')}")
         sub.add_argument("--config", type=Path, default=CONFIG_DIR / f"{agent}.yaml")
+    unit = commands.add_parser("unit-agent", help="run a unit's agent (its charm's hooks)")
+    unit.add_argument("--unit", required=True, help="the unit's name, e.g. mysql/0")
+    unit.add_argument("--config", type=Path, default=CONFIG_DIR / f"{MACHINE_AGENT}.yaml")
     install = commands.add_parser("install-agent", help="install and start an agent's systemd service")
     install.add_argument("agent", choices=(MACHINE_AGENT,))
     install.add_argument("--config", type=Path, default=CONFIG_DIR / f"{MACHINE_AGENT}.yaml")
@@ -72,6 +76,14 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
         (UNIT_DIR / unit_name(args.agent)).write_text(unit_text(args.agent, args.config))
         await run(reactor, ["systemctl", "daemon-reload"])
         await run(reactor, ["systemctl", "enable", "--now", unit_name(args.agent)])
+    elif args.command == "unit-agent":
+        from .unit import UnitAgent
+
+        unit_agent = UnitAgent(reactor, AgentConfig.load(args.config), args.unit)
+        try:
+            await unit_agent.run()
+        finally:
+            await unit_agent.close()
     elif args.command == MACHINE_AGENT:
         from .machine import MachineAgent
 
@@ -89,6 +101,8 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     name = "ensemble-admin" if args.command in ("initialize", "install-agent") else args.command
+    if args.command == "unit-agent":
+        name = "unit-" + args.unit.replace("/", "-")
     start_logging(name, args.log_dir, args.verbose)
 
     def work(reactor: Any) -> Deferred[None]:

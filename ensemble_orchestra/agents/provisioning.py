@@ -40,6 +40,7 @@ from ..state.topology_node import TopologyNode
 from ..state.units import UnitsState
 from ..state.watch import SessionState
 from .config import AgentConfig
+from .reconciler import Reconciler
 
 __all__ = ["ProvisioningAgent"]
 
@@ -82,8 +83,7 @@ class ProvisioningAgent:
         self._granted: set[tuple[str, str]] = set()
         self.provider: Any = None
         self.stopped: Deferred[None] = Deferred()
-        self._running: Deferred[None] | None = None
-        self._again = False
+        self._reconciler = Reconciler(self.reconcile, "reconcile")
         self.reconciled = 0  # completed reconciles (tests and the benchmark wait on it)
         self.launched: list[int] = []
 
@@ -150,27 +150,7 @@ class ProvisioningAgent:
 
     def trigger(self) -> Deferred[None]:
         """Reconcile now, or once more right after the one running (changes during it are not missed)."""
-        if self._running is not None:
-            self._again = True
-            return self._running
-        self._running = Deferred.fromCoroutine(self._reconcile_until_settled())
-        return self._running
-
-    async def _reconcile_until_settled(self) -> None:
-        try:
-            while True:
-                self._again = False
-                try:
-                    await self.reconcile()
-                except Exception as error:  # logged; the next trigger or tick tries again
-                    log.error(
-                        "reconcile failed: {error}",
-                        error=str(error) if isinstance(error, EnsembleError) else repr(error),
-                    )
-                if not self._again:
-                    return
-        finally:
-            self._running = None
+        return self._reconciler.trigger()
 
     async def reconcile(self) -> None:
         assert self.client is not None and self.machines is not None and self.provider is not None

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from ..origin import INSTALL_DIR
 
-__all__ = ["MACHINE_AGENT", "PROVISIONING_AGENT", "UNIT_DIR", "unit_name", "unit_text"]
+__all__ = [
+    "MACHINE_AGENT",
+    "PROVISIONING_AGENT",
+    "UNIT_DIR",
+    "unit_agent_service",
+    "unit_agent_text",
+    "unit_name",
+    "unit_text",
+]
 
 UNIT_DIR = Path("/etc/systemd/system")
 MACHINE_AGENT = "machine-agent"
@@ -40,6 +48,34 @@ Environment=PYTHONPATH={INSTALL_DIR}
 ExecStart=/usr/bin/python3 -m ensemble_orchestra.agents.main {agent} --config {config}
 Restart=always
 RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def unit_agent_service(unit: str) -> str:
+    """``mysql/0`` → ``ensemble-unit-mysql-0.service``."""
+    service, _, number = unit.partition("/")
+    return f"ensemble-unit-{service}-{number}.service"
+
+
+def unit_agent_text(unit: str, config: Path) -> str:
+    """The unit agent's service. KillMode=control-group (systemd's default): when the agent dies, the hook it
+    was running dies with it, and the restarted agent runs that hook again (it had not completed)."""
+    return f"""[Unit]
+Description=Ensemble unit agent of {unit}: runs its charm's hooks
+Wants=network-online.target
+After=network-online.target
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+Environment=PYTHONPATH={INSTALL_DIR}
+ExecStart=/usr/bin/python3 -m ensemble_orchestra.agents.main unit-agent --unit {unit} --config {config}
+Restart=always
+RestartSec=2
+KillMode=control-group
 
 [Install]
 WantedBy=multi-user.target

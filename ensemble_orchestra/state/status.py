@@ -9,10 +9,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from .client import StateClient
+from .errors import StateError
 from .machines import MachinesState
+from .services import ServicesState
+from .topology import Topology
 from .topology_node import TopologyNode
+from .units import UnitRecord, UnitsState
 
-__all__ = ["agent_state", "environment_status"]
+__all__ = ["agent_state", "environment_status", "unit_agent_state"]
+
+STATUS_OUTPUT_LINES = 5  # a failing hook's last lines in status (the node keeps 20; the unit's log has all)
 
 
 def agent_state(present: bool, instance: Any | None) -> str:
@@ -47,13 +53,52 @@ async def environment_status(client: StateClient, machines: MachinesState, insta
         presence = presences.get(machine_id)
         if presence is not None and presence.addresses:
             entry["private-address"] = presence.addresses[0]
+        if record is not None and record.launch_error and not record.provider_machine_id:
+            entry["launch-error"] = record.launch_error
         document_machines[machine_id] = entry
-    services: dict[str, Any] = {}
-    for name, service in sorted(topology.services.items()):
-        services[name] = {
-            "charm": service.charm,
-            "units": {
-                unit.name: {"machine": unit.machine} for unit in sorted(service.units.values(), key=lambda u: u.name)
-            },
-        }
+    services = await _services_status(client, machines, topology)
     return {"machines": document_machines, "services": services}
+
+
+def unit_agent_state(record: UnitRecord | None, present: bool) -> str:
+    """What its agent reported; "down" when a deployed unit's agent is not connected (errors stay visible)."""
+    if record is None:
+        return "pending"
+    if not present and record.agent_state in ("installed", "started"):
+        return "down"
+    return record.agent_state
+
+
+async def _services_status(client: StateClient, machines: MachinesState, topology: Topology) -> dict[str, Any]:
+    units = UnitsState(client, machines.identities)
+    names = [unit.name for unit in topology.units()]
+    records = await units.read_many(names)
+    presences = await units.presences(names)
+    ports = await units.ports_of(names)
+    services: dict[str, Any] = {}
+    service_records = ServicesState(client, machines.identities)
+    for name, service in sorted(topology.services.items()):
+        entries: dict[str, Any] = {}
+        for unit in sorted(service.units.values(), key=lambda u: int(u.name.rpartition("/")[2])):
+            record = records.get(unit.name)
+            entry: dict[str, Any] = {
+                "agent-state": unit_agent_state(record, presences.get(unit.name) is not None),
+                "machine": unit.machine,
+                "public-address": record.public_address if record else None,
+            }
+            if ports.get(unit.name):
+                entry["open-ports"] = ports[unit.name]
+            if record is not None and record.in_error:
+                entry["agent-state-info"] = f"hook {record.hook} failed"
+                entry["hook-output"] = list(record.hook_output[-STATUS_OUTPUT_LINES:])
+            if unit.dying:
+                entry["life"] = "dying"
+            entries[unit.name] = entry
+        try:
+            constraints = dict((await service_records.read(name)).constraints)
+        except StateError:
+            constraints = {}
+        services[name] = {"charm": service.charm, "units": entries}
+        if constraints:
+            services[name]["constraints"] = constraints
+    return services

@@ -1,0 +1,55 @@
+"""``ensemble resolved [--retry] UNIT``: let a unit in an error state move on.
+
+Without ``--retry`` the unit continues as if the failed hook had worked; with it the hook runs again (after a
+fix on the machine, or when the failure was passing). Refused for a unit that is not in an error state.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import UsageError
+from ..state.errors import StateNodeExistsError
+from ..state.status import unit_agent_state
+from ..state.units import UnitsState
+from ._provider import run_with_provider
+from .connection import connect_environment
+from .progress import Progress
+
+__all__ = ["add_parser"]
+
+CONNECT_TIMEOUT = 60.0
+
+
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
+    resolved = commands.add_parser("resolved", parents=parents, help="let a unit in an error state move on")
+    resolved.add_argument("unit", metavar="UNIT")
+    resolved.add_argument("--retry", action="store_true", help="run the failed hook again")
+    resolved.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int | None:
+    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
+        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
+        try:
+            units = UnitsState(connection.client, connection.settings.identities)
+            record = await units.read_if_there(args.unit)
+            if record is None:
+                raise UsageError(f"resolved: unit {args.unit} does not exist in the environment: see `ensemble status`")
+            if not record.in_error:
+                state = unit_agent_state(record, await units.presence(args.unit) is not None)
+                raise UsageError(f"resolved: unit {args.unit} is {state}, not in an error state: nothing to resolve")
+            try:
+                await units.request_resolved(args.unit, args.retry)
+            except StateNodeExistsError:
+                raise UsageError(f"resolved: unit {args.unit} has a resolved request pending already") from None
+            progress.done()
+            then = f"runs hook {record.hook} again" if args.retry else f"moves on as if hook {record.hook} worked"
+            print(f"{args.unit} ({record.agent_state}) {then}")
+        finally:
+            await connection.close()
+
+    return run_with_provider(args, work)

@@ -1,0 +1,68 @@
+"""Waiting, bounded, for units to reach a state: ``deploy --wait``, ``add-unit --wait``, ``remove-unit``.
+
+Polls the units' nodes (one concurrent read per unit) every second and shows where each one is; a unit that
+lands in an error state ends the wait at once with its failing hook and last output lines, and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.task import deferLater
+
+from ..errors import EnsembleError
+from ..state.status import unit_agent_state
+from ..state.units import UnitRecord, UnitsState
+from .progress import Progress
+
+__all__ = ["UnitError", "UnitWaitTimeout", "describe_failure", "wait_for_units"]
+
+POLL_INTERVAL = 1.0
+
+
+class UnitError(EnsembleError):
+    """A unit reached an error state while we waited for it."""
+
+
+class UnitWaitTimeout(EnsembleError):
+    """The units did not reach the state in time (they go on; ``ensemble status`` follows them)."""
+
+    retryable = True
+
+
+def describe_failure(record: UnitRecord) -> str:
+    last = " | ".join(record.hook_output[-3:]) or "no output"
+    return f"unit {record.name}: {record.agent_state}: hook {record.hook} failed (last output: {last})"
+
+
+async def wait_for_units(
+    reactor: Any,
+    units: UnitsState,
+    names: Sequence[str],
+    wanted: str,
+    timeout: float,
+    progress: Progress,
+    fix: str,
+) -> None:
+    """Until every unit of *names* reports *wanted*; UnitError naming the first in error (then *fix*),
+    UnitWaitTimeout after *timeout* seconds."""
+    waited = 0.0
+    while True:
+        records = await units.read_many(names)
+        presences = await units.presences(names)
+        states = {n: unit_agent_state(records[n], presences[n] is not None) for n in names}
+        for name in names:
+            record = records[name]
+            if record is not None and record.in_error and wanted != record.agent_state:
+                raise UnitError(f"{describe_failure(record)}: {fix.format(unit=name)}")
+        if all(state == wanted for state in states.values()):
+            return
+        progress(f"waiting for {wanted}", ", ".join(f"{n} {s}" for n, s in states.items()))
+        if waited >= timeout:
+            late = ", ".join(f"{n} is {s}" for n, s in states.items() if s != wanted)
+            raise UnitWaitTimeout(
+                f"not {wanted} after {timeout:g} s ({late}): see `ensemble status` and `ensemble debug-log`"
+            )
+        await deferLater(reactor, POLL_INTERVAL, lambda: None)
+        waited += POLL_INTERVAL
