@@ -1,0 +1,177 @@
+"""The hook tools as a hook runs them: real ``python -m ...tools`` processes against a real HookToolServer with a
+FakeHookContext; each tool and format, -o, both sets of environment names, and every refusal with its exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from ensemble_orchestra.agents.hooks.server import NO_HOOK, HookToolServer
+from ensemble_orchestra.agents.hooks.testing import FakeHookContext, ToolRun, run_tool
+from ensemble_orchestra.agents.hooks.tools import NOT_IN_HOOK
+
+CONFIG = {"title": "My Blog", "db-name": "wordpress", "port": 3306, "debug": False, "unset": None}
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[HookToolServer]:
+    running = HookToolServer(_reactor(), tmp_path / "run" / "agent.sock")
+    running.start()
+    yield running
+    pytest_twisted.blockon(defer.Deferred.fromCoroutine(running.stop()))
+
+
+@pytest.fixture
+def fake() -> FakeHookContext:
+    return FakeHookContext(config=CONFIG)
+
+
+@pytest.fixture
+def env(server: HookToolServer, fake: FakeHookContext) -> dict[str, str]:
+    """A hook's environment (Ensemble's names) for a context opened on the server."""
+    return {"ENSEMBLE_AGENT_SOCKET": str(server.socket_path), "ENSEMBLE_CLIENT_ID": server.open_context(fake)}
+
+
+async def tool(env: dict[str, str], name: str, *args: str) -> ToolRun:
+    return await run_tool(_reactor(), name, *args, env=env)
+
+
+@pytest_twisted.ensureDeferred
+async def test_config_get_in_each_format(env: dict[str, str]) -> None:
+    assert await tool(env, "config-get", "title") == ToolRun("My Blog\n", "", 0)
+    assert (await tool(env, "config-get", "nosuch")).out == ""  # unknown key: nothing, exit 0 (Ensemble's)
+    assert (await tool(env, "config-get", "debug")).out == "False\n"
+    everything = await tool(env, "config-get")
+    assert everything.out == "db-name: wordpress\ndebug: false\nport: 3306\ntitle: My Blog\nunset: null\n"
+    assert json.loads((await tool(env, "config-get", "--format", "json")).out) == CONFIG
+    assert (await tool(env, "config-get", "--format=json", "port")).out == "3306\n"
+    shell = (await tool(env, "config-get", "--format", "shell")).out
+    assert shell == "DB_NAME=wordpress\nDEBUG=False\nPORT=3306\nTITLE='My Blog'\nUNSET=''\n"
+    assert (await tool(env, "config-get", "--format", "shell", "title")).out == "TITLE='My Blog'\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_output_file(env: dict[str, str], tmp_path: Path) -> None:
+    target = tmp_path / "config.json"
+    run = await tool(env, "config-get", "--format", "json", "-o", str(target))
+    assert run == ToolRun("", "", 0)
+    assert json.loads(target.read_text()) == CONFIG
+    run = await tool(env, "unit-get", "-o", str(tmp_path / "missing-dir" / "x"), "private-address")
+    assert run.code == 1 and run.err.startswith("unit-get: cannot write ") and "No such file" in run.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_unit_get(env: dict[str, str]) -> None:
+    assert await tool(env, "unit-get", "private-address") == ToolRun("10.0.0.2\n", "", 0)
+    assert (await tool(env, "unit-get", "--format", "shell", "public-address")).out == "PUBLIC_ADDRESS=unit-0.example\n"
+    assert (await tool(env, "unit-get", "--format", "json", "public-address")).out == '"unit-0.example"\n'
+
+
+@pytest_twisted.ensureDeferred
+async def test_ports(env: dict[str, str], fake: FakeHookContext) -> None:
+    assert await tool(env, "open-port", "80") == ToolRun("", "", 0)
+    assert await tool(env, "open-port", "53/udp") == ToolRun("", "", 0)
+    assert await tool(env, "open-port", "3306/TCP") == ToolRun("", "", 0)
+    assert await tool(env, "close-port", "80/tcp") == ToolRun("", "", 0)
+    assert fake.ports == {(53, "udp"), (3306, "tcp")}
+
+
+@pytest_twisted.ensureDeferred
+async def test_log_and_its_successor_name(env: dict[str, str], fake: FakeHookContext) -> None:
+    assert await tool(env, "ensemble-log", "installing", "mysql") == ToolRun("", "", 0)
+    assert await tool(env, "juju-log", "-l", "warning", "disk low") == ToolRun("", "", 0)
+    assert await tool(env, "ensemble-log", "--level", "DEBUG", "--", "-x-") == ToolRun("", "", 0)
+    assert fake.logs == [("INFO", "installing mysql"), ("WARNING", "disk low"), ("DEBUG", "-x-")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_successors_environment_names(server: HookToolServer, fake: FakeHookContext) -> None:
+    cid = server.open_context(fake)
+    for names in (("JUJU_AGENT_SOCKET", "JUJU_CLIENT_ID"), ("JUJU_AGENT_SOCKET", "JUJU_CONTEXT_ID")):
+        env = {names[0]: str(server.socket_path), names[1]: cid}
+        assert (await tool(env, "config-get", "title")).out == "My Blog\n"
+
+
+USAGE = [
+    (("open-port", "70000"), "invalid port 70000: ports are 1 to 65535"),
+    (("open-port", "80/sctp"), "use tcp or udp"),
+    (("close-port",), "the following arguments are required: PORT[/tcp|udp]"),
+    (("unit-get", "hostname"), "invalid choice: 'hostname'"),
+    (("config-get", "--format", "xml"), "invalid choice: 'xml'"),
+    (("ensemble-log", "-l", "LOUD", "x"), "invalid choice: 'LOUD'"),
+    (("ensemble-log",), "the following arguments are required: MESSAGE"),
+    (("relation-get",), "hook tools: unknown tool 'relation-get'"),
+]
+
+
+@pytest_twisted.ensureDeferred
+async def test_usage_errors_exit_2_without_asking_the_agent(env: dict[str, str], fake: FakeHookContext) -> None:
+    for args, message in USAGE:
+        run = await tool(env, *args)
+        assert (run.code, run.out) == (2, ""), args
+        assert message in run.err, (args, run.err)
+    assert fake.calls == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_outside_a_hook() -> None:
+    run = await tool({}, "config-get", "title")
+    assert run == ToolRun("", f"config-get: {NOT_IN_HOOK}\n", 1)
+    run = await tool({"ENSEMBLE_AGENT_SOCKET": "/nonexistent/agent.sock"}, "juju-log", "hello")
+    assert run.code == 1 and run.err.startswith(f"juju-log: {NOT_IN_HOOK}: ENSEMBLE_CLIENT_ID and JUJU_CLIENT_ID")
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_by_the_agent(server: HookToolServer, env: dict[str, str], tmp_path: Path) -> None:
+    """An ended hook's client id, an unknown one, and no agent at the socket: one line on stderr, exit 1."""
+    server.close_context(env["ENSEMBLE_CLIENT_ID"])
+    assert await tool(env, "open-port", "80") == ToolRun("", f"open-port: {NO_HOOK}\n", 1)
+    assert await tool({**env, "ENSEMBLE_CLIENT_ID": "guess"}, "unit-get", "private-address") == ToolRun(
+        "", f"unit-get: {NO_HOOK}\n", 1
+    )
+    gone = {**env, "ENSEMBLE_AGENT_SOCKET": str(tmp_path / "gone.sock")}
+    run = await tool(gone, "config-get")
+    assert run.code == 1 and run.err.startswith("config-get: cannot reach the unit agent at ")
+    assert run.err.count("\n") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_context_error_is_the_tools_message(server: HookToolServer) -> None:
+    cid = server.open_context(FakeHookContext(addresses={}))
+    env = {"ENSEMBLE_AGENT_SOCKET": str(server.socket_path), "ENSEMBLE_CLIENT_ID": cid}
+    run = await tool(env, "unit-get", "public-address")
+    assert run == ToolRun("", "unit-get: the unit has no public-address yet: try again when its machine is up\n", 1)
+
+
+def test_a_tool_imports_no_twisted() -> None:
+    """A tool's process loads only the standard library (and our package): every hook pays its start-up."""
+    code = (
+        "import sys, ensemble_orchestra.agents.hooks.tools;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'twisted', 'yaml', 'zope', 'typing', 'dataclasses'}))"
+    )
+    out = subprocess.run([sys.executable, "-s", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() in ("[]", "['zope']")  # Debian's zope .pth files import the namespace at start-up
+
+
+def test_help_works_outside_a_hook() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "ensemble_orchestra.agents.hooks.tools", "open-port", "--help"],
+        capture_output=True,
+        text=True,
+        env={},
+    )
+    assert run.returncode == 0 and "PORT[/tcp|udp]" in run.stdout
