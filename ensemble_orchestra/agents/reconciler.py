@@ -32,8 +32,10 @@ class Reconciler:
         if self._running is not None:
             self._again = True
             return self._running
-        self._running = Deferred.fromCoroutine(self._until_settled())
-        return self._running
+        running = Deferred.fromCoroutine(self._until_settled())
+        # A run with nothing to await has finished already (its `finally` ran before this assignment).
+        self._running = None if running.called else running
+        return running
 
     async def _until_settled(self) -> None:
         try:

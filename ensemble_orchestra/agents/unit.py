@@ -96,6 +96,7 @@ class UnitAgent:
         unit_name: str,
         units_dir: Path = UNITS_DIR,
         runner: HookRunner | None = None,
+        tools_pythonpath: str = INSTALL_DIR,
     ) -> None:
         self.reactor = reactor
         self.config = config
@@ -104,6 +105,7 @@ class UnitAgent:
         self.paths = UnitPaths.of(unit_name, units_dir)
         self.owner = config.credentials[0].identity
         self.runner = runner or HookRunner(reactor)
+        self.tools_pythonpath = tools_pythonpath
         self.client: StateClient | None = None
         self.units: UnitsState | None = None
         self.server: HookToolServer | None = None
@@ -143,7 +145,7 @@ class UnitAgent:
         self.ports = set(await self.units.open_ports(self.unit_name))
         addresses = await global_addresses(self.reactor)
         self.address = addresses[0] if addresses else None
-        install_tools(self.paths.tools, sys.executable or "/usr/bin/python3", INSTALL_DIR)
+        install_tools(self.paths.tools, sys.executable or "/usr/bin/python3", self.tools_pythonpath)
         self.server = HookToolServer(self.reactor, self.paths.socket)
         self.server.start()
         try:

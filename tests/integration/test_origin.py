@@ -51,3 +51,36 @@ async def test_uploaded_tools_are_readable_without_credentials_and_nothing_else_
     state_url = await provider.storage.get_url("provider-state")
     assert requests.get(state_url, timeout=10).status_code == 401
     await provider.storage.delete("provider-state")
+
+
+@pytest_twisted.ensureDeferred
+async def test_charm_bundles_are_fetched_anonymously_by_the_machine_agents_code(
+    make_provider: Callable[..., Any], tmp_path: Any
+) -> None:
+    """deploy puts a bundle under ensemble-charms/; the machine agent's fetch_bundle GETs it with no credential
+    (from the lab's Apache with the kit's config), while anonymous writes there are refused."""
+    from pathlib import Path
+
+    from twisted.internet import reactor
+
+    from ensemble_orchestra.agents.deployer import BundleFetchError, fetch_bundle
+    from ensemble_orchestra.charm import CharmDirectory, bundle_name, make_bundle
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "bookworm" / "mysql"
+    directory = CharmDirectory.load(examples)
+    bundle = make_bundle(directory)
+    provider = make_provider("charms")
+    name = bundle_name(directory.url("bookworm"), bundle.sha256)
+    assert name.startswith("ensemble-charms/")
+    await provider.storage.put(name, bundle.data)
+    url = await provider.storage.get_url(name)
+    data = await fetch_bundle(reactor, url, timeout=10)
+    assert hashlib.sha256(data).hexdigest() == bundle.sha256
+    assert requests.put(url, data=b"evil", timeout=10).status_code == 401
+    try:
+        await fetch_bundle(reactor, url + ".missing", timeout=10)
+    except BundleFetchError as error:
+        assert "404" in str(error)
+    else:
+        raise AssertionError("a missing bundle was fetched")
+    await provider.storage.delete(name)
