@@ -94,7 +94,7 @@ def test_wrappers(tmp_path: Path) -> None:
     assert "juju-log" in TOOL_NAMES and "ensemble-log" in TOOL_NAMES
     text = (tools / "config-get").read_text()
     assert text.startswith("#!/bin/sh\n")
-    assert "PYTHONPATH='/opt/ensemble lib' exec /usr/bin/python3 -s -m ensemble_orchestra.agents.hooks.tools" in text
+    assert "PYTHONPATH='/opt/ensemble lib' exec /usr/bin/python3 -S -m ensemble_orchestra.agents.hooks.tools" in text
     assert text.rstrip().endswith('config-get "$@"')
     assert stat.S_IMODE((tools / "juju-log").stat().st_mode) == 0o755
     before = {p.name: p.stat().st_ino for p in tools.iterdir()}

@@ -2,7 +2,9 @@
 hook's PATH (``runner.hook_environment``'s *tools_dir*).
 
 A wrapper pins the interpreter and the agent's code (``PYTHONPATH``) so a charm's own PYTHONPATH or virtualenv
-cannot change which tools run; ``-s`` keeps the user's site-packages out. Writing is idempotent and atomic
+cannot change which tools run. ``-S`` skips ``site`` (no site-packages, no .pth files): the tools need only the
+standard library and the package found through *pythonpath*, and a tool starts ~6 ms sooner (24 ms instead of
+30 ms per call with Debian 12's python3, most of it the interpreter's own start). Writing is idempotent and atomic
 (a temporary file renamed over the old one), so a hook running a tool while the agent rewrites them never sees
 half a script.
 """
@@ -25,7 +27,7 @@ def wrapper_text(tool: str, python: str, pythonpath: str) -> str:
     return (
         "#!/bin/sh\n"
         f"# Ensemble hook tool {tool}: written by the unit agent, rewritten when it starts.\n"
-        f'PYTHONPATH={shlex.quote(pythonpath)} exec {shlex.quote(python)} -s -m {MODULE} {tool} "$@"\n'
+        f'PYTHONPATH={shlex.quote(pythonpath)} exec {shlex.quote(python)} -S -m {MODULE} {tool} "$@"\n'
     )
 
 

@@ -287,6 +287,8 @@ class HookRunner:
             message = f"hooks/{hook.name} is not executable: chmod +x it in the charm"
             hook.on_line(message)
             return HookResult(hook.name, error=message, output_tail=(message,))
+        if not os.access(SETSID, os.X_OK):
+            return HookResult(hook.name, error=f"{SETSID} is missing: install util-linux on this machine")
         started = self._clock.seconds()
         process = _HookProcess(self, hook)
         try:
