@@ -19,6 +19,7 @@ from ..state.errors import TopologyError
 from ..state.services import ServicesState
 from ..state.topology import Topology
 from ..state.topology_node import TopologyNode
+from ..state.units import UnitRecord
 from ._provider import run_with_provider
 from .connection import connect_environment
 from .progress import Progress
@@ -62,7 +63,11 @@ def _check_units(topology: Topology, names: Sequence[str]) -> None:
 
 
 async def _stop_and_remove(
-    reactor: Any, services: ServicesState, names: list[str], args: argparse.Namespace, progress: Progress,
+    reactor: Any,
+    services: ServicesState,
+    names: list[str],
+    args: argparse.Namespace,
+    progress: Progress,
     service: str | None = None,
 ) -> list[int]:
     if names:
@@ -71,10 +76,14 @@ async def _stop_and_remove(
         records = await services.units.read_many(names)
         presences = await services.units.presences(names)
         # A unit that never had an agent (still pending, none connected) has nothing to stop.
-        live = [n for n in names if presences[n] is not None or (records[n] and records[n].agent_state != "pending")]
+        live = [name for name in names if presences[name] is not None or _state(records[name]) not in (None, "pending")]
         if live:
             await wait_for_units(reactor, services.units, live, "stopped", args.timeout, progress, STOP_HINT)
     return await services.remove_units(names, service=service)
+
+
+def _state(record: UnitRecord | None) -> str | None:
+    return None if record is None else record.agent_state
 
 
 def run_remove_unit(args: argparse.Namespace) -> int | None:
