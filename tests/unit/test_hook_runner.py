@@ -190,16 +190,24 @@ async def test_a_daemon_holding_the_output_does_not_hold_the_hook(tmp_path: Path
 
 
 @pytest_twisted.ensureDeferred
-async def test_cancel_stops_the_hook(tmp_path: Path) -> None:
-    write_hook(tmp_path, "install", "echo running\nexec sleep 300\n")
+async def test_cancel_stops_the_hook_and_its_group(tmp_path: Path) -> None:
+    """Cancelling run (the agent stopping): SIGTERM to the group; once the hook is gone, a child of it that
+    ignores SIGTERM gets SIGKILL."""
+    write_hook(tmp_path, "install", "(trap '' TERM; exec sleep 301) &\necho \"straggler=$!\"\nexec sleep 300\n")
     lines: list[str] = []
     run = defer.Deferred.fromCoroutine(HookRunner(_reactor()).run(invocation(tmp_path, "install", 60, lines)))
     await until(lambda: lines)
-    pid = next(p for p, (command, _) in process_table().items() if command == "sleep" and _parent_is_ours(p))
-    run.cancel()
-    with pytest.raises(defer.CancelledError):
-        await run
-    await until(lambda: not alive(pid))
+    straggler = int(lines[0].split("=")[1])
+    hook = next(p for p, (command, _) in process_table().items() if command == "sleep" and _parent_is_ours(p))
+    try:
+        run.cancel()
+        with pytest.raises(defer.CancelledError):
+            await run
+        await until(lambda: not alive(hook) and not alive(straggler))
+    finally:
+        for pid in (hook, straggler):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _parent_is_ours(pid: int) -> bool:

@@ -153,6 +153,7 @@ class _HookProcess(ProcessProtocol):
         self.pid: int | None = None
         self.reason: Failure | None = None  # how the hook's own process exited
         self.timed_out = False
+        self._stopping = False  # SIGTERM sent (a timeout, or run cancelled)
         self.done: Deferred[None] = Deferred()
         self._timers: dict[str, IDelayedCall] = {}
         self._line_failed = False
@@ -200,6 +201,7 @@ class _HookProcess(ProcessProtocol):
 
     def terminate(self) -> None:
         """SIGTERM to the hook's group, SIGKILL after the grace if the hook has not exited by then."""
+        self._stopping = True
         self._signal_group(signal.SIGTERM)
         if "kill" not in self._timers:
             self._timers["kill"] = self._clock.callLater(self._runner.grace, self._signal_group, signal.SIGKILL)
@@ -230,7 +232,7 @@ class _HookProcess(ProcessProtocol):
     def processExited(self, reason: Failure) -> None:
         self.reason = reason
         self._cancel("timeout", "kill")
-        if self.timed_out:
+        if self._stopping:
             # The hook's own process is gone; what remains of its group already had its SIGTERM.
             self._signal_group(signal.SIGKILL)
         self.pid = None  # never signal this group id again: it is free for reuse once the group is empty

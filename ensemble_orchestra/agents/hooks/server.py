@@ -178,13 +178,11 @@ class HookToolServer:
         *,
         clock: Any = None,
         idle_timeout: float = IDLE_TIMEOUT,
-        handlers: dict[str, Handler] | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock = clock if clock is not None else reactor
         self.socket_path = Path(socket_path)
         self.idle_timeout = idle_timeout
-        self._handlers = dict(HANDLERS if handlers is None else handlers)
         self._contexts: dict[str, IHookContext] = {}
         self._connections: set[_ToolConnection] = set()
         self._port: IListeningPort | None = None
@@ -252,9 +250,9 @@ class HookToolServer:
             context = self._contexts.get(request.client_id)
             if context is None:
                 raise HookToolError(NO_HOOK)
-            handler = self._handlers.get(request.tool)
+            handler = HANDLERS.get(request.tool)
             if handler is None:
-                known = ", ".join(sorted(self._handlers))
+                known = ", ".join(sorted(HANDLERS))
                 raise ProtocolError(f"unknown hook tool {request.tool!r} (this unit agent has {known})")
             check_args(request.tool, request.args)
             log.debug("hook tool {tool}", tool=request.tool)
