@@ -112,3 +112,13 @@ def test_a_wrapper_runs_the_tool(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert run.stderr == "juju-log: not running inside a hook (hook tools talk to the unit agent that runs the hook)\n"
     assert wrapper_text("unit-get", "py", "p").count("\n") == 3
+
+
+def test_the_package_names_its_public_api() -> None:
+    """Every name in ``hooks.__all__`` resolves (imported on first use, so a tool never imports Twisted)."""
+    import ensemble_orchestra.agents.hooks as hooks
+
+    for name in hooks.__all__:
+        assert getattr(hooks, name) is not None
+    with pytest.raises(AttributeError):
+        hooks.nothing_here  # noqa: B018
