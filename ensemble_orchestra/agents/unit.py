@@ -264,8 +264,9 @@ class UnitAgent:
         if result.missing:
             log.info("unit {unit}: the charm has no hooks/{hook}: nothing to run", unit=self.unit_name, hook=hook)
             return True
-        self.last_output = tuple(result.output_tail)[-OUTPUT_LINES:]
+        self.last_output = tuple(result.output_tail)[-(OUTPUT_LINES - 1) :]
         if not result.ok:
+            self.last_output += (result.summary(),)  # how it ended: exit code, signal, timeout
             log.error("unit {unit}: {summary}", unit=self.unit_name, summary=result.summary())
             return False
         log.info(

@@ -73,7 +73,7 @@ def agents_environment(lab_parent: Path, ensemble_home: Path) -> Iterator[Enviro
     group "agents" (they run on one worker, in file order)."""
     if os.geteuid() != 0:
         pytest.skip("container systems need root (bridges, systemd-nspawn)")
-    lab = start_lab(lab_parent / "agents-lab", systems=3, env_name=None, system_kind="container")
+    lab = start_lab(lab_parent / "agents-lab", systems=5, env_name=None, system_kind="container")
     try:
         raw = dict(lab_environment(lab.spec, lab.layout))
         raw["power-timeout"] = 30

@@ -61,16 +61,17 @@ HOOKS = {
 }
 
 
-def _charm(root: Path) -> CharmDirectory:
+def _charm(root: Path, hooks: dict[str, str] = HOOKS, not_executable: tuple[str, ...] = ()) -> CharmDirectory:
     root.mkdir(parents=True)
     (root / "metadata.yaml").write_text(METADATA)
     (root / "config.yaml").write_text(CONFIG)
     (root / "revision").write_text("1\n")
     (root / "hooks").mkdir()
-    for name, text in HOOKS.items():
+    for name, text in hooks.items():
         path = root / "hooks" / name
         path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        if name not in not_executable:
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return CharmDirectory.load(root)
 
 
@@ -178,3 +179,52 @@ async def _none(units: UnitsState, unit: str) -> bool:
 
 async def _lines(path: Path, count: int) -> bool:
     return path.exists() and len(path.read_text().splitlines()) >= count
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hook_that_is_not_executable_or_hangs_leaves_a_visible_error_state(
+    unit_zookeeper: ZooKeeperServer, tmp_path: Path
+) -> None:
+    """install not executable -> install-error saying so; after `resolved`, a start that hangs past the
+    service's hook timeout is killed -> start-error saying it timed out. A missing hook (stop) is no error."""
+    admin = await StateClient.connect(reactor, unit_zookeeper.hosts, credentials=[ADMIN], timeout=10)
+    provisioning = await StateClient.connect(reactor, unit_zookeeper.hosts, credentials=[PROVISIONING], timeout=10)
+    hooks = {"install": HOOK, "start": HOOK + "sleep 60\n"}
+    directory = _charm(tmp_path / "repo" / "stuck", hooks, not_executable=("install",))
+    bundle = make_bundle(directory)
+    charm = CharmRecord(
+        "local:bookworm/probe-2", bundle.sha256, "b", "http://unused/b", directory.metadata.to_dict(), {}
+    )
+    await admin.create(charm_path(charm.id), charm.encode(), acl=IDENTITIES.shared())
+    services = ServicesState(admin, IDENTITIES)
+    [unit] = await services.deploy(ServiceRecord("stuck", charm.id, {}, 1.5), {}, 1)
+    assert await UnitsState(provisioning, IDENTITIES).grant(unit, MACHINE.identity)
+    paths = UnitPaths.of(unit, tmp_path / "units")
+    paths.root.mkdir(parents=True)
+    unpack_bundle(bundle.data, paths.charm, bundle.sha256)
+    config = AgentConfig(unit_zookeeper.hosts, (MACHINE, SHARED), machine_id=1)
+    agent = UnitAgent(reactor, config, unit, units_dir=tmp_path / "units", tools_pythonpath=str(REPO))
+    running = defer.Deferred.fromCoroutine(agent.run())
+    units = UnitsState(admin, IDENTITIES)
+    try:
+
+        async def state_is(wanted: str) -> bool:
+            return (await units.read(unit)).agent_state == wanted
+
+        await _until(lambda: state_is("install-error"))
+        record = await units.read(unit)
+        assert record.hook == "install"
+        assert any("hooks/install is not executable" in line for line in record.hook_output), record.hook_output
+        await units.request_resolved(unit, retry=False)
+        await _until(lambda: state_is("start-error"))
+        record = await units.read(unit)
+        assert record.hook == "start" and any("timed out" in line for line in record.hook_output), record
+        assert agent.hooks_run == ["install", "config-changed", "start"]  # config-changed: missing, not an error
+        await services.mark_dying([unit])
+        await _until(lambda: state_is("stopped"))  # no stop hook in the charm: stopped all the same
+    finally:
+        agent.stopped.callback(None)
+        await running
+        await agent.close()
+        await admin.close()
+        await provisioning.close()
