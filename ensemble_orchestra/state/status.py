@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..deferreds import gather
 from .client import StateClient
 from .errors import StateError
 from .machines import MachinesState
@@ -76,7 +77,11 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
     presences = await units.presences(names)
     ports = await units.ports_of(names)
     services: dict[str, Any] = {}
+    service_names = sorted(topology.services)
     service_records = ServicesState(client, machines.identities)
+    constraints_of = dict(
+        zip(service_names, await gather([_constraints(service_records, n) for n in service_names]), strict=True)
+    )
     for name, service in sorted(topology.services.items()):
         entries: dict[str, Any] = {}
         for unit in sorted(service.units.values(), key=lambda u: int(u.name.rpartition("/")[2])):
@@ -94,11 +99,15 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
             if unit.dying:
                 entry["life"] = "dying"
             entries[unit.name] = entry
-        try:
-            constraints = dict((await service_records.read(name)).constraints)
-        except StateError:
-            constraints = {}
+        constraints = constraints_of[name]
         services[name] = {"charm": service.charm, "units": entries}
         if constraints:
             services[name]["constraints"] = constraints
     return services
+
+
+async def _constraints(services: ServicesState, name: str) -> dict[str, str]:
+    try:
+        return dict((await services.read(name)).constraints)
+    except StateError:  # removed meanwhile
+        return {}
