@@ -6,7 +6,8 @@ Starts its own ZooKeeper (Debian's 3.8, loopback), builds a synthetic environmen
 object as its last line:
 
 - status_s: wall time of one full ``environment_status`` (what ``ensemble status`` computes once it is
-  connected) over ``--machines`` machines with ``--units`` units and as many provider instances; median of
+  connected) over ``--machines`` machines with ``--units`` units (each with its node, its agent's presence and
+  its open ports, as a deployed unit has) and as many provider instances; median of
   ``--runs``. zk_round_trips: the ZooKeeper requests one status makes, counted on the way out of our
   StateClient (every request goes through its ``_call`` or ``commit``); zk_server_packets: the same seen by the
   server (``srvr``'s Received counter; it includes any ping of the benchmark's idle sessions).
@@ -57,12 +58,14 @@ from ensemble_orchestra.state.acl import (
 )
 from ensemble_orchestra.state.client import StateClient
 from ensemble_orchestra.state.environment import EnvironmentSettings, initialize_tree, store_environment
-from ensemble_orchestra.state.layout import dump_document, machine_path
+from ensemble_orchestra.state.layout import dump_document, machine_path, service_path, unit_path
 from ensemble_orchestra.state.machines import AgentPresence, MachineRecord, MachinesState
+from ensemble_orchestra.state.services import ServiceRecord
 from ensemble_orchestra.state.status import environment_status
 from ensemble_orchestra.state.topology import Topology
 from ensemble_orchestra.state.topology_node import TopologyNode
 from ensemble_orchestra.state.transaction import Create, Operation
+from ensemble_orchestra.state.units import UnitPresence, UnitRecord, UnitsState
 
 ADMIN = Credential(ADMIN_USER, Secret(secrets.token_urlsafe(32)))  # the environment's admin-secret
 PROVISIONING = new_credential(PROVISIONING_USER)
@@ -183,13 +186,34 @@ async def build(
             topology = topology.add_unit(f"service-{u % SERVICES}", 1 + u % (machines - 1) if machines > 1 else 0)
         return topology
 
-    await node.change(add_units)
+    topology = await node.change(add_units)
+    shared = IDENTITIES.shared()
+    await gather(
+        [
+            admin.create(
+                service_path(name), dump_document(ServiceRecord(name, service.charm).to_document()), acl=shared
+            )
+            for name, service in topology.services.items()
+        ]
+    )
+    unit_acl = UnitsState(admin, IDENTITIES).unit_acl(AGENT.identity)
+    await gather([admin.create(unit_path(u.name), _unit_record(u.name), acl=unit_acl) for u in topology.units()])
     state = MachinesState(admin, IDENTITIES)
     await gather([state.record_instance(_record(i)) for i in range(machines)])
     agent = await StateClient.connect(reactor, server.hosts, credentials=[AGENT, SHARED])
     present = MachinesState(agent, IDENTITIES)
     await gather([present.register(i, _presence(i), AGENT.identity) for i in range(machines) if _is_present(i)])
+    unit_agents = UnitsState(agent, IDENTITIES)
+    await gather([unit_agents.register(u.name, UnitPresence(1, "0-bench"), AGENT.identity) for u in topology.units()])
     return time.monotonic() - start, agent
+
+
+def _unit_record(name: str) -> bytes:
+    number = int(name.rpartition("/")[2])
+    address = f"10.{number // 65536}.{number // 256 % 256}.{number % 256}"
+    return dump_document(
+        UnitRecord(name, "started", "cs:bench/charm", None, (), address, address, ("80/tcp",)).to_document()
+    )
 
 
 def _record(machine_id: int) -> MachineRecord:
@@ -222,6 +246,9 @@ async def measure_status(server: ZooKeeperServer, admin: CountingClient, machine
         packets.append(_received(server) - received - probe)
     running = sum(1 for m in document["machines"].values() if m["agent-state"] == "running")
     units = sum(len(s["units"]) for s in document["services"].values())
+    started = sum(u["agent-state"] == "started" for s in document["services"].values() for u in s["units"].values())
+    if started != units:
+        raise RuntimeError(f"status saw {started} of {units} units started: not what was built")
     if len(document["machines"]) != machines or running != sum(map(_is_present, range(machines))):
         raise RuntimeError(f"status saw {len(document['machines'])} machines, {running} running: not what was built")
     return {

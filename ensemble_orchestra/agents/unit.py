@@ -33,7 +33,7 @@ from ..state.layout import load_document, service_config_path, unit_agent_path, 
 from ..state.services import ServicesState, settings_digest
 from ..state.topology import Topology
 from ..state.topology_node import TopologyNode
-from ..state.units import OUTPUT_LINES, UnitPresence, UnitRecord, UnitsState, format_port
+from ..state.units import OUTPUT_LINES, UnitPresence, UnitRecord, UnitsState, format_port, sort_ports
 from ..state.watch import SessionState
 from .config import AgentConfig, write_private
 from .hooks.context import IHookContext
@@ -142,7 +142,7 @@ class UnitAgent:
         charm = await read_charm(client, self.charm_id)
         self.schema = ConfigSchema.from_dict(charm.config, f"charm {self.charm_id}")
         self.local = self._load_local()
-        self.ports = set(await self.units.open_ports(self.unit_name))
+        self.ports = set(record.open_ports)
         addresses = await global_addresses(self.reactor)
         self.address = addresses[0] if addresses else None
         install_tools(self.paths.tools, sys.executable or "/usr/bin/python3", self.tools_pythonpath)
@@ -272,9 +272,7 @@ class UnitAgent:
         log.info(
             "unit {unit}: hook {hook} done in {seconds:.1f} s", unit=self.unit_name, hook=hook, seconds=result.duration
         )
-        if context.ports != self.ports:
-            await self.units.set_ports(self.unit_name, sorted(context.ports), self.owner)
-            self.ports = context.ports
+        self.ports = context.ports  # stored with the state the step reports next
         return True
 
     # -- records --------------------------------------------------------------------------------------------
@@ -290,6 +288,7 @@ class UnitAgent:
             self.last_output if failed else (),
             self.address,
             self.address,
+            sort_ports(self.ports),
         )
         try:
             await self.units.report(record)

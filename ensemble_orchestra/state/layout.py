@@ -36,7 +36,6 @@ __all__ = [
     "service_path",
     "unit_agent_path",
     "unit_path",
-    "unit_ports_path",
     "unit_resolved_path",
 ]
 
@@ -48,7 +47,7 @@ MACHINES = "/machines"  # machine-%010d: provider instance of each topology mach
 AGENTS = "/agents"  # agents' locks
 PROVISIONING_LOCK = "/agents/provisioning"  # ephemeral: held by the one running provisioning agent
 SERVICES = "/services"  # <name>: charm, constraints; child `config` = the user's settings
-UNITS = "/units"  # <service>-<n>: the unit agent's state; children `agent`, `ports`, `resolved`
+UNITS = "/units"  # <service>-<n>: the unit agent's state and open ports; children `agent`, `resolved`
 CHARMS = "/charms"  # <quoted charm id>: the published bundle (storage name, URL, sha256), metadata, config schema
 RELATIONS = "/relations"  # filled by the relations issue
 CONTAINERS = (SERVICES, UNITS, CHARMS, RELATIONS)
@@ -85,10 +84,6 @@ def unit_path(unit_name: str) -> str:
 
 def unit_agent_path(unit_name: str) -> str:
     return unit_path(unit_name) + "/agent"
-
-
-def unit_ports_path(unit_name: str) -> str:
-    return unit_path(unit_name) + "/ports"
 
 
 def unit_resolved_path(unit_name: str) -> str:

@@ -75,7 +75,6 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
     names = [unit.name for unit in topology.units()]
     records = await units.read_many(names)
     presences = await units.presences(names)
-    ports = await units.ports_of(names)
     services: dict[str, Any] = {}
     service_names = sorted(topology.services)
     service_records = ServicesState(client, machines.identities)
@@ -91,8 +90,8 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
                 "machine": unit.machine,
                 "public-address": record.public_address if record else None,
             }
-            if ports.get(unit.name):
-                entry["open-ports"] = ports[unit.name]
+            if record is not None and record.open_ports:
+                entry["open-ports"] = list(record.open_ports)
             if record is not None and record.in_error:
                 entry["agent-state-info"] = f"hook {record.hook} failed"
                 entry["hook-output"] = list(record.hook_output[-STATUS_OUTPUT_LINES:])

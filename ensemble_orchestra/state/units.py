@@ -1,15 +1,16 @@
-"""``/units``: each unit's state as its agent reports it, its open ports, and the user's ``resolved`` requests.
+"""``/units``: each unit's state and open ports as its agent reports them, and the user's ``resolved`` requests.
 
 ``/units/<service>-<n>`` is created with the unit (``services.py``, in the topology's transaction) holding
-``agent-state: pending``; from then on the unit agent writes it. Its ACL lets the provisioning agent add the
-identity of the machine the unit is placed on (``grant``): a unit agent runs with its machine's credential and
-may write its own unit's nodes, and no other unit's. Children: ``agent`` (ephemeral presence of the unit agent),
-``ports`` (``open: ["3306/tcp"]``), ``resolved`` (``retry: bool``: the CLI asks, the agent acts and deletes it).
+``agent-state: pending``; from then on the unit agent writes it, its open ports included (one node: status
+reads a unit in one request, and a state and its ports change together). Its ACL lets the provisioning agent
+add the identity of the machine the unit is placed on (``grant``): a unit agent runs with its machine's
+credential and may write its own unit's nodes, and no other unit's. Children: ``agent`` (ephemeral presence of
+the unit agent), ``resolved`` (``retry: bool``: the CLI asks, the agent acts and deletes it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,6 @@ from .layout import (
     load_document,
     unit_agent_path,
     unit_path,
-    unit_ports_path,
     unit_resolved_path,
 )
 
@@ -36,6 +36,7 @@ __all__ = [
     "UnitsState",
     "format_port",
     "parse_port",
+    "sort_ports",
 ]
 
 # What a unit agent reports (``agent-state``); "down" is status's word for a unit whose agent is gone.
@@ -68,6 +69,11 @@ def format_port(port: int, protocol: str) -> str:
     return f"{port}/{protocol}"
 
 
+def sort_ports(ports: Iterable[str]) -> tuple[str, ...]:
+    """``port/protocol`` texts, once each, by port number."""
+    return tuple(sorted(set(ports), key=lambda p: (int(p.partition("/")[0]), p)))
+
+
 @dataclass(frozen=True)
 class UnitRecord:
     """What ``/units/<service>-<n>`` holds."""
@@ -79,6 +85,7 @@ class UnitRecord:
     hook_output: tuple[str, ...] = ()  # ... and its last lines
     private_address: str | None = None
     public_address: str | None = None
+    open_ports: tuple[str, ...] = ()  # "3306/tcp", sorted by port
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -88,6 +95,7 @@ class UnitRecord:
             "hook-output": list(self.hook_output),
             "private-address": self.private_address,
             "public-address": self.public_address,
+            "open-ports": list(self.open_ports),
         }
 
     @classmethod
@@ -108,6 +116,7 @@ class UnitRecord:
             tuple(str(line) for line in document.get("hook-output") or ()),
             text("private-address"),
             text("public-address"),
+            sort_ports(str(p) for p in document.get("open-ports") or ()),
         )
 
     @property
@@ -172,20 +181,6 @@ class UnitsState:
         found = await gather([self.presence(n) for n in names])
         return dict(zip(names, found, strict=True))
 
-    async def open_ports(self, name: str) -> list[str]:
-        """The unit's open ports as ``port/protocol``, sorted by port."""
-        path = unit_ports_path(name)
-        try:
-            data, _ = await self.client.get(path)
-        except StateNotFoundError:
-            return []
-        ports = [str(p) for p in load_document(data, path).get("open") or ()]
-        return sorted(ports, key=lambda p: (int(p.partition("/")[0]), p))
-
-    async def ports_of(self, names: Sequence[str]) -> dict[str, list[str]]:
-        found = await gather([self.open_ports(n) for n in names])
-        return dict(zip(names, found, strict=True))
-
     async def resolved_request(self, name: str) -> bool | None:
         """The pending ``resolved`` request: its retry flag, or None when there is none."""
         path = unit_resolved_path(name)
@@ -227,14 +222,6 @@ class UnitsState:
             ephemeral=True,
             acl=self.identities.presence(owner),
         )
-
-    async def set_ports(self, name: str, ports: Sequence[str], owner: str) -> None:
-        document = dump_document({"open": sorted(set(ports))})
-        path = unit_ports_path(name)
-        if await self.client.exists(path) is None:
-            await self.client.create(path, document, acl=self.identities.presence(owner))
-        else:
-            await self.client.set(path, document)
 
     async def clear_resolved(self, name: str) -> None:
         try:

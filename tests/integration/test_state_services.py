@@ -42,6 +42,7 @@ def services_zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zoo
     server = ZooKeeperServer(Path(tmp_path_factory.mktemp("services-zookeeper")), free_port())
     server.start()
     try:
+
         async def make() -> None:
             client = await _session(server, PROVISIONING)
             try:
@@ -101,14 +102,13 @@ async def test_only_the_units_own_machine_may_write_it_once_granted(services_zoo
             await units_as_own.report(UnitRecord(unit, "installed"))
         assert await UnitsState(provisioning, IDENTITIES).grant(unit, own_credential.identity)
         assert not await UnitsState(provisioning, IDENTITIES).grant(unit, own_credential.identity)
-        await units_as_own.report(UnitRecord(unit, "started", private_address="10.0.0.5"))
+        await units_as_own.report(UnitRecord(unit, "started", private_address="10.0.0.5", open_ports=("80/tcp",)))
         await units_as_own.register(unit, UnitPresence(42, "0-test"), own_credential.identity)
-        await units_as_own.set_ports(unit, ["80/tcp"], own_credential.identity)
         with pytest.raises(StateAuthError):
             await UnitsState(other, IDENTITIES).report(UnitRecord(unit, "stopped"))
         admin_units = UnitsState(admin, IDENTITIES)
         assert (await admin_units.read(unit)).agent_state == "started"
-        assert await admin_units.open_ports(unit) == ["80/tcp"]
+        assert (await admin_units.read(unit)).open_ports == ("80/tcp",)
         assert await admin_units.presence(unit) == UnitPresence(42, "0-test")
         await admin_units.request_resolved(unit, retry=True)
         assert await units_as_own.resolved_request(unit) is True
@@ -129,7 +129,7 @@ async def test_removing_units_takes_their_nodes_children_and_empty_machines_in_o
         units = await services.deploy(ServiceRecord("cache", "local:bookworm/cache-1"), {}, 2)
         topology = await TopologyNode(admin).read()
         machines = [topology.unit(u).machine for u in units]
-        await UnitsState(admin, IDENTITIES).set_ports(units[0], ["11211/tcp"], ADMIN.identity)
+        await UnitsState(admin, IDENTITIES).register(units[0], UnitPresence(7, "0-test"), ADMIN.identity)
         await services.mark_dying([units[0]])
         assert (await TopologyNode(admin).read()).unit(units[0]).dying
         removed = await services.remove_units([units[0]])

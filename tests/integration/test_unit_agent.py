@@ -142,7 +142,7 @@ async def test_a_unit_goes_through_its_life_and_its_tools_reach_the_agent(
         await _until(lambda: state_is("start-error"))
         record = await units.read(unit)
         assert record.hook == "start" and "start refuses" in record.hook_output
-        assert await units.open_ports(unit) == []  # the failed hook's open-port was not kept
+        assert (await units.read(unit)).open_ports == ()  # the failed hook's open-port was not kept
         assert ran.read_text().splitlines() == [
             "install probe/0 hello",
             "config-changed probe/0 hello",
@@ -152,7 +152,7 @@ async def test_a_unit_goes_through_its_life_and_its_tools_reach_the_agent(
         await services.set_settings("probe", {"fail-start": False, "greeting": "bonjour"})
         await units.request_resolved(unit, retry=True)
         await _until(lambda: state_is("started"))
-        assert await units.open_ports(unit) == ["8080/tcp"]
+        assert (await units.read(unit)).open_ports == ("8080/tcp",)
         assert (await units.read(unit)).private_address == agent.address
         await _until(lambda: _none(units, unit))
         # config-changed runs for the settings start never saw applied (the retry ran start only)
@@ -162,7 +162,7 @@ async def test_a_unit_goes_through_its_life_and_its_tools_reach_the_agent(
         await services.mark_dying([unit])
         await _until(lambda: state_is("stopped"))
         assert ran.read_text().splitlines()[-1] == "stop probe/0 bonjour"
-        assert await units.open_ports(unit) == []
+        assert (await units.read(unit)).open_ports == ()
         assert agent.hooks_run == ["install", "config-changed", "start", "start", "config-changed", "stop"]
         assert (await units.presence(unit)) is not None
     finally:
