@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..charm.bundle import BUNDLE_PREFIX
 from ..cobbler import CobblerClient, CobblerError, SystemRecord
 from ..config import OrchestraConfig
 from ..deferreds import deferred
@@ -210,12 +211,13 @@ class OrchestraProvider:
 
     @deferred
     async def destroy_environment(self) -> list[IProviderMachine]:
-        """Release only this environment's machines; then clear only its state and its uploaded tools."""
+        """Release only this environment's machines; then clear only its state, its tools and its charms."""
         owned = [OrchestraMachine.from_record(r) for r in await self._owned_records()]
         released = await self._releaser.shutdown_machines(owned)
         await self._state.clear()
-        for name in await self.storage.list(TOOLS_DIR + "/"):  # the uploaded ensemble-orchestra goes too
-            await self.storage.delete(name)
+        for directory in (TOOLS_DIR, BUNDLE_PREFIX):  # the uploaded ensemble-orchestra and charm bundles go too
+            for name in await self.storage.list(directory + "/"):
+                await self.storage.delete(name)
         return [*released]
 
     @deferred

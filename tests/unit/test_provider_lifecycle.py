@@ -157,12 +157,13 @@ def test_a_machine_that_cannot_be_powered_off_stays_owned(make_world) -> None:
 
 def test_destroy_environment_releases_only_its_own(make_world) -> None:
     """alpha and beta share the pool: destroying alpha powers off and releases alpha's two machines and
-    clears alpha's state and ports; beta's machine, marker and state are untouched. A second destroy is a no-op."""
+    clears alpha's state, ports, tools and charm bundles; beta's machine, marker and state are untouched. A second destroy is a no-op."""
     world = make_world(systems=4)
     alpha, beta = world.provider("alpha"), world.provider("beta")
     [zero] = world.run(alpha.bootstrap({}))
     world.run(alpha.start_machine(world.machine("1")))
     world.run(alpha.open_port(zero, "0", 2181))
+    world.run(alpha.get_file_storage().put("ensemble-charms/local_bookworm_mysql-1-ab.zip", b"PK"))
     [theirs] = world.run(beta.bootstrap({}))
     world.run(beta.open_port(theirs, "0", 80))
     mine = world.owned_by("alpha")
