@@ -22,6 +22,7 @@ def ensemble_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProces
     command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
+
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +148,17 @@ def test_a_failing_install_shows_its_output_and_resolved_retry_after_a_fix_start
     ]
 
 
+def test_debug_log_shows_the_units_hook_output(deployed: dict[str, Any]) -> None:
+    """The unit agent's log holds every line its hooks printed or logged; debug-log streams it from the machine."""
+    machine = _until(_state_is("probe/0", "started"), 120, "probe/0 started")["machine"]
+    done = _cli("debug-log", "-r", "-i", "unit-probe-0", "--machine", str(machine), "--timeout", "15", timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("probe/0 install| install refuses: fail-hook is install" in line for line in lines), lines[-20:]
+    assert any("probe/0 start: probe: start done on" in line for line in lines), lines[-20:]
+    assert all(line.startswith(f"machine-{machine} ") for line in lines if line.strip())
+
+
 def test_a_unit_agent_killed_mid_hook_is_restarted_and_runs_no_completed_hook_again(
     deployed: dict[str, Any], agents_environment: Environment
 ) -> None:
@@ -229,3 +241,28 @@ def test_destroy_service_removes_its_units_nodes_and_machines(
     assert again.returncode == 2 and "service mysql exists already" in again.stderr
     errors = [line for line in again.stderr.splitlines() if not line.startswith("waiting for ")]  # progress
     assert errors == ["ensemble: error: deploy: service mysql exists already: name another one (deploy CHARM NAME)"]
+
+
+def test_a_unit_whose_machine_cannot_be_launched_shows_why_and_can_be_removed(deployed: dict[str, Any]) -> None:
+    """No system matches the service's constraints: the machine shows the provisioning agent's launch error,
+    the unit stays pending, and remove-unit takes both away at once (nothing was claimed, no agent to stop)."""
+    done = _cli(
+        "deploy", "--repository", str(TEST_CHARMS), "--constraints", "orchestra-name=no-such-system", "probe", "nowhere"
+    )
+    assert done.returncode == 0, done.stderr
+
+    def launch_error() -> tuple[int, str] | None:
+        status = _status()
+        machine = status["services"]["nowhere"]["units"]["nowhere/0"]["machine"]
+        error = status["machines"][str(machine)].get("launch-error")
+        return (machine, error) if error else None
+
+    machine, error = _until(launch_error, 90, "the launch error on the unit's machine")
+    assert "no-such-system" in error or "constraints" in error, error
+    assert _unit("nowhere/0")["agent-state"] == "pending"
+    removed = _cli("remove-unit", "nowhere/0", timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    status = _status()
+    assert status["services"]["nowhere"]["units"] == {} and str(machine) not in status["machines"]
+    assert _cli("destroy-service", "nowhere").returncode == 0
+    assert "nowhere" not in _status()["services"]
