@@ -10,27 +10,26 @@ units are started (or says which hook failed).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..charm import CharmDirectory, CharmURL, LocalRepository, resolve_repository
+from ..charm._yaml import load_yaml
 from ..charm.url import is_valid_name
 from ..constraints import parse_constraints
 from ..errors import UsageError
 from ..state.services import DEFAULT_HOOK_TIMEOUT, ServiceRecord, ServicesState
 from ..state.topology_node import TopologyNode
-from ._provider import run_with_provider
+from ._state import run_on_state
 from .charm_publish import publish_charm
-from .connection import connect_environment
+from .connection import StateConnection
 from .progress import Progress
 from .unit_wait import wait_for_units
 
-__all__ = ["add_parser", "positive_int", "wait_arguments"]
+__all__ = ["add_parser", "positive_int", "seconds", "wait_arguments"]
 
-CONNECT_TIMEOUT = 60.0
 WAIT_TIMEOUT = 1800.0
 RESOLVE_HINT = "fix the charm, then `ensemble resolved --retry {unit}`"
 
@@ -41,12 +40,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """A bound on a wait: NaN and infinity are refused (a wait bounded by them would never end)."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0")
     return value
 
@@ -54,7 +54,7 @@ def _seconds(text: str) -> float:
 def wait_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="return once the units are started")
     parser.add_argument(
-        "--timeout", type=_seconds, default=WAIT_TIMEOUT, help="with --wait: seconds to wait (default %(default)g)"
+        "--timeout", type=seconds, default=WAIT_TIMEOUT, help="with --wait: seconds to wait (default %(default)g)"
     )
 
 
@@ -71,7 +71,7 @@ def add_parser(
     deploy.add_argument("-u", "--upgrade", action="store_true", help="bump the charm's revision if it changed")
     deploy.add_argument(
         "--hook-timeout",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_HOOK_TIMEOUT,
         help="seconds a hook may run before it is killed (default %(default)g)",
     )
@@ -89,9 +89,7 @@ def _find_charm(args: argparse.Namespace, default_series: str) -> tuple[CharmDir
     url = CharmURL.parse(args.charm, default_series)
     repository = resolve_repository(args.repository, os.environ)
     if repository is None:
-        raise UsageError(
-            f"deploy {args.charm}: no charm repository: give --repository DIR or set ENSEMBLE_REPOSITORY"
-        )
+        raise UsageError(f"deploy {args.charm}: no charm repository: give --repository DIR or set ENSEMBLE_REPOSITORY")
     return LocalRepository(repository).find(url), url
 
 
@@ -99,14 +97,15 @@ def _settings(args: argparse.Namespace, directory: CharmDirectory, service: str)
     if args.config is None:
         return {}
     try:
-        document = yaml.safe_load(args.config.read_text())
+        data = args.config.read_bytes()
     except OSError as exc:
         raise UsageError(f"{args.config}: cannot read it ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{args.config}: not YAML ({str(exc).splitlines()[0]})") from None
+    document = load_yaml(data, str(args.config))  # not UTF-8, not YAML, duplicate keys: one line naming the file
     if not isinstance(document, dict) or not isinstance(document.get(service), dict):
-        raise UsageError(f"{args.config}: no settings for service {service} (the file is keyed by service name:"
-                         f" '{service}: {{option: value}}')")
+        raise UsageError(
+            f"{args.config}: no settings for service {service} (the file is keyed by service name:"
+            f" '{service}: {{option: value}}')"
+        )
     return dict(directory.config.validate(document[service], f"{args.config}: {service}"))
 
 
@@ -131,50 +130,45 @@ def run_deploy(args: argparse.Namespace) -> int | None:
         for warning in directory.warnings():
             print(f"warning: {warning}")
 
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
-        try:
-            client, identities = connection.client, connection.settings.identities
-            service = checked["service"]
-            if service in (await TopologyNode(client).read()).services:
-                raise UsageError(f"deploy: service {service} exists already: name another one (deploy CHARM NAME)")
-            charm = await publish_charm(
-                client,
-                identities,
-                provider.get_file_storage(),
-                checked["directory"],
-                checked["series"],
-                args.upgrade,
-                progress,
-            )
-            record = ServiceRecord(service, charm.id, checked["constraints"], args.hook_timeout)
-            services = ServicesState(client, identities)
-            units = await services.deploy(record, checked["settings"], args.num_units)
-            progress.done()
-            print(f"deployed {service} ({charm.id}): {', '.join(units)}, each on a new machine")
-            if args.wait:
-                await wait_for_units(reactor, services.units, units, "started", args.timeout, progress, RESOLVE_HINT)
-                progress.done()
-                print(f"{', '.join(units)} started")
-        finally:
-            await connection.close()
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        client, identities = connection.client, connection.settings.identities
+        service = checked["service"]
+        if service in (await TopologyNode(client).read()).services:
+            raise UsageError(f"deploy: service {service} exists already: name another one (deploy CHARM NAME)")
+        charm = await publish_charm(
+            client,
+            identities,
+            provider.get_file_storage(),
+            checked["directory"],
+            checked["series"],
+            args.upgrade,
+            progress,
+        )
+        record = ServiceRecord(service, charm.id, checked["constraints"], args.hook_timeout)
+        services = ServicesState(client, identities)
+        units = await services.deploy(record, checked["settings"], args.num_units)
+        progress.done()
+        print(f"deployed {service} ({charm.id}): {', '.join(units)}, each on a new machine")
+        await _maybe_wait(args, reactor, services, units, progress)
 
-    return run_with_provider(args, work, prepare=prepare)
+    return run_on_state(args, work, prepare=prepare)
+
+
+async def _maybe_wait(
+    args: argparse.Namespace, reactor: Any, services: ServicesState, units: list[str], progress: Progress
+) -> None:
+    if args.wait:
+        await wait_for_units(reactor, services.units, units, "started", args.timeout, progress, RESOLVE_HINT)
+        progress.done()
+        print(f"{', '.join(units)} started")
 
 
 def run_add_unit(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
-        try:
-            services = ServicesState(connection.client, connection.settings.identities)
-            units = await services.add_units(args.service, args.num_units)
-            progress.done()
-            print(f"added {', '.join(units)}, each on a new machine")
-            if args.wait:
-                await wait_for_units(reactor, services.units, units, "started", args.timeout, progress, RESOLVE_HINT)
-                progress.done()
-                print(f"{', '.join(units)} started")
-        finally:
-            await connection.close()
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        services = ServicesState(connection.client, connection.settings.identities)
+        units = await services.add_units(args.service, args.num_units)
+        progress.done()
+        print(f"added {', '.join(units)}, each on a new machine")
+        await _maybe_wait(args, reactor, services, units, progress)
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)

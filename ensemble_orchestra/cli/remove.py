@@ -20,14 +20,14 @@ from ..state.services import ServicesState
 from ..state.topology import Topology
 from ..state.topology_node import TopologyNode
 from ..state.units import UnitRecord
-from ._provider import run_with_provider
-from .connection import connect_environment
+from ._state import run_on_state
+from .connection import StateConnection
+from .deploy import seconds
 from .progress import Progress
 from .unit_wait import wait_for_units
 
 __all__ = ["add_parser"]
 
-CONNECT_TIMEOUT = 60.0
 STOP_TIMEOUT = 600.0
 STOP_HINT = "run `ensemble resolved {unit}` (or fix the charm and `resolved --retry`), then remove it again"
 
@@ -50,7 +50,7 @@ def add_parser(
 def _removal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="do not wait for the stop hook (a dead machine)")
     parser.add_argument(
-        "--timeout", type=float, default=STOP_TIMEOUT, help="seconds to wait for stop hooks (default %(default)g)"
+        "--timeout", type=seconds, default=STOP_TIMEOUT, help="seconds to wait for stop hooks (default %(default)g)"
     )
 
 
@@ -87,36 +87,30 @@ def _state(record: UnitRecord | None) -> str | None:
 
 
 def run_remove_unit(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
-        try:
-            services = ServicesState(connection.client, connection.settings.identities)
-            _check_units(await TopologyNode(connection.client).read(), args.units)
-            machines = await _stop_and_remove(reactor, services, list(args.units), args, progress)
-            progress.done()
-            released = f"; machine {', '.join(map(str, machines))} goes back to the pool" if machines else ""
-            print(f"removed {', '.join(args.units)}{released}")
-        finally:
-            await connection.close()
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        services = ServicesState(connection.client, connection.settings.identities)
+        _check_units(await TopologyNode(connection.client).read(), args.units)
+        machines = await _stop_and_remove(reactor, services, list(args.units), args, progress)
+        progress.done()
+        print(f"removed {', '.join(args.units)}{_released(machines)}")
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)
+
+
+def _released(machines: list[int]) -> str:
+    return f"; machine {', '.join(map(str, machines))} goes back to the pool" if machines else ""
 
 
 def run_destroy_service(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        services = ServicesState(connection.client, connection.settings.identities)
         try:
-            services = ServicesState(connection.client, connection.settings.identities)
-            try:
-                service = (await TopologyNode(connection.client).read()).service(args.service)
-            except TopologyError as error:
-                raise UsageError(f"destroy-service: {error}") from None
-            names = sorted(service.units)
-            machines = await _stop_and_remove(reactor, services, names, args, progress, service=args.service)
-            progress.done()
-            released = f"; machine {', '.join(map(str, machines))} goes back to the pool" if machines else ""
-            print(f"destroyed {args.service}{released}")
-        finally:
-            await connection.close()
+            service = (await TopologyNode(connection.client).read()).service(args.service)
+        except TopologyError as error:
+            raise UsageError(f"destroy-service: {error}") from None
+        names = sorted(service.units)
+        machines = await _stop_and_remove(reactor, services, names, args, progress, service=args.service)
+        progress.done()
+        print(f"destroyed {args.service}{_released(machines)}")
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)

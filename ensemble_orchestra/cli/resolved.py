@@ -13,13 +13,11 @@ from ..errors import UsageError
 from ..state.errors import StateNodeExistsError
 from ..state.status import unit_agent_state
 from ..state.units import UnitsState
-from ._provider import run_with_provider
-from .connection import connect_environment
+from ._state import run_on_state
+from .connection import StateConnection
 from .progress import Progress
 
 __all__ = ["add_parser"]
-
-CONNECT_TIMEOUT = 60.0
 
 
 def add_parser(
@@ -32,24 +30,20 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        units = UnitsState(connection.client, connection.settings.identities)
+        record = await units.read_if_there(args.unit)
+        if record is None:
+            raise UsageError(f"resolved: unit {args.unit} does not exist in the environment: see `ensemble status`")
+        if not record.in_error:
+            state = unit_agent_state(record, await units.presence(args.unit) is not None)
+            raise UsageError(f"resolved: unit {args.unit} is {state}, not in an error state: nothing to resolve")
         try:
-            units = UnitsState(connection.client, connection.settings.identities)
-            record = await units.read_if_there(args.unit)
-            if record is None:
-                raise UsageError(f"resolved: unit {args.unit} does not exist in the environment: see `ensemble status`")
-            if not record.in_error:
-                state = unit_agent_state(record, await units.presence(args.unit) is not None)
-                raise UsageError(f"resolved: unit {args.unit} is {state}, not in an error state: nothing to resolve")
-            try:
-                await units.request_resolved(args.unit, args.retry)
-            except StateNodeExistsError:
-                raise UsageError(f"resolved: unit {args.unit} has a resolved request pending already") from None
-            progress.done()
-            then = f"runs hook {record.hook} again" if args.retry else f"moves on as if hook {record.hook} worked"
-            print(f"{args.unit} ({record.agent_state}) {then}")
-        finally:
-            await connection.close()
+            await units.request_resolved(args.unit, args.retry)
+        except StateNodeExistsError:
+            raise UsageError(f"resolved: unit {args.unit} has a resolved request pending already") from None
+        progress.done()
+        then = f"runs hook {record.hook} again" if args.retry else f"moves on as if hook {record.hook} worked"
+        print(f"{args.unit} ({record.agent_state}) {then}")
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)

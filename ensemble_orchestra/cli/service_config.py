@@ -17,13 +17,11 @@ from ..errors import UsageError
 from ..state.charms import read_charm
 from ..state.errors import TopologyError
 from ..state.services import ServicesState
-from ._provider import run_with_provider
-from .connection import connect_environment
+from ._state import run_on_state
+from .connection import StateConnection
 from .progress import Progress
 
 __all__ = ["add_parser"]
-
-CONNECT_TIMEOUT = 60.0
 
 
 def add_parser(
@@ -49,46 +47,38 @@ async def _schema(services: ServicesState, name: str) -> tuple[str, ConfigSchema
 
 
 def run_set(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
-        try:
-            services = ServicesState(connection.client, connection.settings.identities)
-            _, schema = await _schema(services, args.service)
-            changes: dict[str, Any] = {}
-            for pair in args.pairs:
-                key, sep, text = pair.partition("=")
-                if not sep:
-                    raise UsageError(f"set {args.service}: {key!r} is not KEY=VALUE (KEY= resets it)")
-                value = schema.coerce(key, text, f"set {args.service}")
-                changes[key] = None if value is UNSET else value
-            await services.set_settings(args.service, changes)
-            progress.done()
-            print(f"{args.service}: {', '.join(sorted(changes))} set; its units run config-changed")
-        finally:
-            await connection.close()
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        services = ServicesState(connection.client, connection.settings.identities)
+        _, schema = await _schema(services, args.service)
+        changes: dict[str, Any] = {}
+        for pair in args.pairs:
+            key, sep, text = pair.partition("=")
+            if not sep:
+                raise UsageError(f"set {args.service}: {key!r} is not KEY=VALUE (KEY= resets it)")
+            value = schema.coerce(key, text, f"set {args.service}")
+            changes[key] = None if value is UNSET else value
+        await services.set_settings(args.service, changes)
+        progress.done()
+        print(f"{args.service}: {', '.join(sorted(changes))} set; its units run config-changed")
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)
 
 
 def run_get(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
-        try:
-            services = ServicesState(connection.client, connection.settings.identities)
-            charm, schema = await _schema(services, args.service)
-            settings, _ = await services.read_settings(args.service)
-            document = {"service": args.service, "charm": charm, "settings": _described(schema, settings)}
-            progress.done()
-            if args.format == "json":
-                import json
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        services = ServicesState(connection.client, connection.settings.identities)
+        charm, schema = await _schema(services, args.service)
+        settings, _ = await services.read_settings(args.service)
+        document = {"service": args.service, "charm": charm, "settings": _described(schema, settings)}
+        progress.done()
+        if args.format == "json":
+            import json
 
-                print(json.dumps(document, indent=2, sort_keys=True))
-            else:
-                print(yaml.safe_dump(document, default_flow_style=False, sort_keys=False), end="")
-        finally:
-            await connection.close()
+            print(json.dumps(document, indent=2, sort_keys=True))
+        else:
+            print(yaml.safe_dump(document, default_flow_style=False, sort_keys=False), end="")
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)
 
 
 def _described(schema: ConfigSchema, settings: dict[str, Any]) -> dict[str, Any]:

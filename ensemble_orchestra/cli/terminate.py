@@ -14,13 +14,11 @@ from ..errors import UsageError
 from ..state.errors import TopologyError
 from ..state.machines import MachinesState
 from ..state.topology_node import TopologyNode
-from ._provider import run_with_provider
-from .connection import connect_environment
+from ._state import run_on_state
+from .connection import StateConnection
 from .progress import Progress
 
 __all__ = ["add_parser", "run"]
-
-CONNECT_TIMEOUT = 60.0
 
 
 def _machine_id(text: str) -> int:
@@ -40,21 +38,17 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int | None:
-    async def work(provider: Any, progress: Progress, reactor: Any) -> None:
-        connection = await connect_environment(provider, reactor, progress, CONNECT_TIMEOUT)
-        try:
-            topology = await TopologyNode(connection.client).read()
-            for machine_id in args.machine_ids:  # all checked first: a bad id changes nothing
-                try:
-                    topology = topology.remove_machine(machine_id)
-                except TopologyError as error:
-                    raise UsageError(f"terminate-machine: {error}") from None
-            machines = MachinesState(connection.client, connection.settings.identities)
-            for machine_id in args.machine_ids:
-                await machines.remove_machine(machine_id)
-                progress.done()
-                print(f"machine {machine_id} removed: the provisioning agent powers its system off and releases it")
-        finally:
-            await connection.close()
+    async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
+        topology = await TopologyNode(connection.client).read()
+        for machine_id in args.machine_ids:  # all checked first: a bad id changes nothing
+            try:
+                topology = topology.remove_machine(machine_id)
+            except TopologyError as error:
+                raise UsageError(f"terminate-machine: {error}") from None
+        machines = MachinesState(connection.client, connection.settings.identities)
+        for machine_id in args.machine_ids:
+            await machines.remove_machine(machine_id)
+            progress.done()
+            print(f"machine {machine_id} removed: the provisioning agent powers its system off and releases it")
 
-    return run_with_provider(args, work)
+    return run_on_state(args, work)
