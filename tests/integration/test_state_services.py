@@ -8,57 +8,32 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 
-from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer, free_port
-from ensemble_orchestra.secret import Secret
-from ensemble_orchestra.state.acl import (
-    ADMIN_USER,
-    MACHINE_AGENTS_USER,
-    PROVISIONING_USER,
-    Credential,
-    Identities,
-    machine_user,
-    new_credential,
-)
+from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
+from ensemble_orchestra.state.acl import Credential, machine_user, new_credential
 from ensemble_orchestra.state.client import StateClient
-from ensemble_orchestra.state.environment import EnvironmentSettings, initialize_tree
 from ensemble_orchestra.state.errors import StateAuthError, StateNotFoundError, TopologyError
 from ensemble_orchestra.state.layout import machine_path, service_config_path, unit_path
-from ensemble_orchestra.state.machines import MachineRecord, MachinesState
+from ensemble_orchestra.state.machines import MachinesState
 from ensemble_orchestra.state.services import ServiceRecord, ServicesState
+from ensemble_orchestra.state.testing import Roles, initialized_zookeeper, session
 from ensemble_orchestra.state.topology_node import TopologyNode
 from ensemble_orchestra.state.units import UnitPresence, UnitRecord, UnitsState
 
-ADMIN = Credential(ADMIN_USER, Secret("services-admin-secret"))
-PROVISIONING = new_credential(PROVISIONING_USER)
-SHARED = new_credential(MACHINE_AGENTS_USER)
-MACHINE0 = new_credential(machine_user(0))
-IDENTITIES = Identities(ADMIN.identity, PROVISIONING.identity, SHARED.identity)
+ROLES = Roles.make()
+ADMIN, PROVISIONING, SHARED = ROLES.admin, ROLES.provisioning, ROLES.machine_agents
+IDENTITIES = ROLES.identities
 
 
 @pytest.fixture(scope="module")
 def services_zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
-    server = ZooKeeperServer(Path(tmp_path_factory.mktemp("services-zookeeper")), free_port())
-    server.start()
-    try:
-
-        async def make() -> None:
-            client = await _session(server, PROVISIONING)
-            try:
-                settings = EnvironmentSettings("orchestra", "0-test", IDENTITIES, server.hosts, "http://x/t", "ab")
-                await initialize_tree(client, settings, MachineRecord(0, "uid-0", "node001", MACHINE0.identity))
-            finally:
-                await client.close()
-
-        pytest_twisted.blockon(defer.Deferred.fromCoroutine(make()))
+    with initialized_zookeeper(Path(tmp_path_factory.mktemp("services-zookeeper")), ROLES) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _session(server: ZooKeeperServer, *credentials: Credential) -> StateClient:
-    return await StateClient.connect(reactor, server.hosts, credentials=credentials, timeout=10)
+    return await session(reactor, server.hosts, *credentials)
 
 
 @pytest_twisted.ensureDeferred

@@ -17,30 +17,19 @@ from ensemble_orchestra.agents.config import AgentConfig
 from ensemble_orchestra.agents.unit import UnitAgent
 from ensemble_orchestra.agents.unit_paths import UnitPaths
 from ensemble_orchestra.charm import CharmDirectory, make_bundle, unpack_bundle
-from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer, free_port
-from ensemble_orchestra.secret import Secret
-from ensemble_orchestra.state.acl import (
-    ADMIN_USER,
-    MACHINE_AGENTS_USER,
-    PROVISIONING_USER,
-    Credential,
-    Identities,
-    machine_user,
-    new_credential,
-)
+from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
+from ensemble_orchestra.state.acl import machine_user, new_credential
 from ensemble_orchestra.state.charms import CharmRecord
 from ensemble_orchestra.state.client import StateClient
-from ensemble_orchestra.state.environment import EnvironmentSettings, initialize_tree
 from ensemble_orchestra.state.layout import charm_path
-from ensemble_orchestra.state.machines import MachineRecord
 from ensemble_orchestra.state.services import ServiceRecord, ServicesState
+from ensemble_orchestra.state.testing import Roles, initialized_zookeeper
 from ensemble_orchestra.state.units import UnitsState
 
-ADMIN = Credential(ADMIN_USER, Secret("unit-agent-admin-secret"))
-PROVISIONING = new_credential(PROVISIONING_USER)
-SHARED = new_credential(MACHINE_AGENTS_USER)
+ROLES = Roles.make()
+ADMIN, PROVISIONING, SHARED = ROLES.admin, ROLES.provisioning, ROLES.machine_agents
+IDENTITIES = ROLES.identities
 MACHINE = new_credential(machine_user(1))
-IDENTITIES = Identities(ADMIN.identity, PROVISIONING.identity, SHARED.identity)
 REPO = Path(__file__).resolve().parents[2]
 
 METADATA = "name: probe\nsummary: a probe\ndescription: writes what its hooks see\n"
@@ -77,22 +66,8 @@ def _charm(root: Path, hooks: dict[str, str] = HOOKS, not_executable: tuple[str,
 
 @pytest.fixture(scope="module")
 def unit_zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
-    server = ZooKeeperServer(Path(tmp_path_factory.mktemp("unit-zookeeper")), free_port())
-    server.start()
-    try:
-
-        async def make() -> None:
-            client = await StateClient.connect(reactor, server.hosts, credentials=[PROVISIONING], timeout=10)
-            try:
-                settings = EnvironmentSettings("orchestra", "0-test", IDENTITIES, server.hosts, "http://x/t", "ab")
-                await initialize_tree(client, settings, MachineRecord(0, "uid-0", "node001", None))
-            finally:
-                await client.close()
-
-        pytest_twisted.blockon(defer.Deferred.fromCoroutine(make()))
+    with initialized_zookeeper(Path(tmp_path_factory.mktemp("unit-zookeeper")), ROLES) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _until(check: Any, timeout: float = 30.0) -> None:
