@@ -20,6 +20,7 @@ from ..charm._yaml import load_yaml
 from ..charm.url import is_valid_name
 from ..constraints import parse_constraints
 from ..errors import UsageError
+from ..state.errors import TopologyError
 from ..state.services import DEFAULT_HOOK_TIMEOUT, ServiceRecord, ServicesState
 from ..state.topology_node import TopologyNode
 from ._state import run_on_state
@@ -166,7 +167,10 @@ async def _maybe_wait(
 def run_add_unit(args: argparse.Namespace) -> int | None:
     async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
         services = ServicesState(connection.client, connection.settings.identities)
-        units = await services.add_units(args.service, args.num_units)
+        try:
+            units = await services.add_units(args.service, args.num_units)
+        except TopologyError as error:  # an unknown service: a usage error, as in set, get, destroy-service
+            raise UsageError(f"add-unit: {error}") from None
         progress.done()
         print(f"added {', '.join(units)}, each on a new machine")
         await _maybe_wait(args, reactor, services, units, progress)

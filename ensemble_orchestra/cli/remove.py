@@ -89,10 +89,11 @@ def _state(record: UnitRecord | None) -> str | None:
 def run_remove_unit(args: argparse.Namespace) -> int | None:
     async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
         services = ServicesState(connection.client, connection.settings.identities)
-        _check_units(await TopologyNode(connection.client).read(), args.units)
-        machines = await _stop_and_remove(reactor, services, list(args.units), args, progress)
+        names = list(dict.fromkeys(args.units))  # a unit named twice is removed once
+        _check_units(await TopologyNode(connection.client).read(), names)
+        machines = await _stop_and_remove(reactor, services, names, args, progress)
         progress.done()
-        print(f"removed {', '.join(args.units)}{_released(machines)}")
+        print(f"removed {', '.join(names)}{_released(machines)}")
 
     return run_on_state(args, work)
 

@@ -51,10 +51,11 @@ def run_set(args: argparse.Namespace) -> int | None:
         services = ServicesState(connection.client, connection.settings.identities)
         _, schema = await _schema(services, args.service)
         changes: dict[str, Any] = {}
-        for pair in args.pairs:
+        for position, pair in enumerate(args.pairs, 1):
             key, sep, text = pair.partition("=")
-            if not sep:
-                raise UsageError(f"set {args.service}: {key!r} is not KEY=VALUE (KEY= resets it)")
+            if not sep:  # echoed only when it is an option's name: it may be a value typed without its key
+                what = repr(key) if key in schema.options else f"argument {position} after the service"
+                raise UsageError(f"set {args.service}: {what} is not KEY=VALUE (KEY= resets it)")
             value = schema.coerce(key, text, f"set {args.service}")
             changes[key] = None if value is UNSET else value
         await services.set_settings(args.service, changes)
