@@ -24,7 +24,7 @@ from ._state import run_on_state
 from .connection import StateConnection
 from .deploy import seconds
 from .progress import Progress
-from .unit_wait import wait_for_units
+from .unit_wait import UnitWaitTimeout, wait_for_units
 
 __all__ = ["add_parser"]
 
@@ -78,7 +78,10 @@ async def _stop_and_remove(
         # A unit that never had an agent (still pending, none connected) has nothing to stop.
         live = [name for name in names if presences[name] is not None or _state(records[name]) not in (None, "pending")]
         if live:
-            await wait_for_units(reactor, services.units, live, "stopped", args.timeout, progress, STOP_HINT)
+            try:
+                await wait_for_units(reactor, services.units, live, "stopped", args.timeout, progress, STOP_HINT)
+            except UnitWaitTimeout as late:
+                raise UnitWaitTimeout(f"{late}; a unit whose machine is gone can be removed with --force") from None
     return await services.remove_units(names, service=service)
 
 
