@@ -13,7 +13,21 @@ import pytest
 from ensemble_orchestra.cli import ensemble, orchestra
 from ensemble_orchestra.cli.options import add_global_options
 
-ENSEMBLE_COMMANDS = [["bootstrap", "-e", "x"], ["status"], ["destroy-environment", "-y"], ["init"]]
+# The commands that work on the environment's state (issue 13), each with its arguments.
+STATE_COMMANDS = [
+    ["deploy", "--repository", "r", "-n", "2", "mysql", "db"],
+    ["add-unit", "db", "-n", "2"],
+    ["remove-unit", "db/0", "db/1"],
+    ["destroy-service", "db"],
+    ["set", "db", "a=1", "b="],
+    ["get", "db"],
+    ["resolved", "--retry", "db/0"],
+    ["terminate-machine", "1", "2"],
+]
+ENSEMBLE_COMMANDS = [["bootstrap", "-e", "x"], ["status"], ["destroy-environment", "-y"], ["init"], *STATE_COMMANDS]
+# Not given options after their arguments: ssh's remote command takes every word after MACHINE (its own -v
+# included); debug-log's -l is its level (--log-file only there), checked in test_debug_log.py.
+TRAILING_WORDS_ARE_THEIRS = {"ssh", "debug-log"}
 ORCHESTRA_COMMANDS = [
     ["lab", "up"],
     ["lab", "down"],
@@ -43,6 +57,32 @@ def test_global_options_before_and_after_every_command(script: str, command: lis
     ):
         args = _parse(script, argv)
         assert args.verbose is True and args.log_file == Path("F"), argv
+
+
+def test_every_ensemble_command_is_checked() -> None:
+    """A command added later joins ENSEMBLE_COMMANDS (or says why it cannot)."""
+    [commands] = [a for a in ensemble._parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    checked = {command[0] for command in ENSEMBLE_COMMANDS} | TRAILING_WORDS_ARE_THEIRS
+    assert set(commands.choices) == checked
+
+
+@pytest.mark.parametrize("command", STATE_COMMANDS, ids=[c[0] for c in STATE_COMMANDS])
+def test_the_state_commands_take_the_environment_and_say_what_they_do(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-e right after the command or after its arguments; --help shows the command's usage, ensemble --help lists
+    it."""
+    for argv in ([command[0], "-e", "lab", *command[1:]], [*command, "-e", "lab"]):
+        args = ensemble._parser().parse_args(argv)
+        assert args.environment == "lab" and args.command == command[0], argv
+    with pytest.raises(SystemExit) as exited:
+        ensemble.main([command[0], "--help"])
+    assert exited.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith(f"usage: ensemble {command[0]} ") and "-e ENVIRONMENT" in usage
+    with pytest.raises(SystemExit):
+        ensemble.main(["--help"])
+    assert command[0] in capsys.readouterr().out
 
 
 def test_the_value_after_the_command_wins() -> None:
