@@ -46,8 +46,8 @@ async def wait_for_units(
     fix: str,
 ) -> None:
     """Until every unit of *names* reports *wanted*; UnitError naming the first in error (then *fix*),
-    UnitWaitTimeout after *timeout* seconds."""
-    waited = 0.0
+    UnitWaitTimeout after *timeout* seconds on the reactor's clock (the reads' own time counts too)."""
+    deadline = reactor.seconds() + timeout
     while True:
         records = await units.read_many(names)
         presences = await units.presences(names)
@@ -59,10 +59,9 @@ async def wait_for_units(
         if all(state == wanted for state in states.values()):
             return
         progress(f"waiting for {wanted}", ", ".join(f"{n} {s}" for n, s in states.items()))
-        if waited >= timeout:
+        if reactor.seconds() >= deadline:
             late = ", ".join(f"{n} is {s}" for n, s in states.items() if s != wanted)
             raise UnitWaitTimeout(
                 f"not {wanted} after {timeout:g} s ({late}): see `ensemble status` and `ensemble debug-log`"
             )
-        await deferLater(reactor, POLL_INTERVAL, lambda: None)
-        waited += POLL_INTERVAL
+        await deferLater(reactor, min(POLL_INTERVAL, max(0.0, deadline - reactor.seconds())), lambda: None)
