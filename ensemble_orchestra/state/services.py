@@ -116,12 +116,16 @@ class ServicesState:
         if count < 1:
             raise TopologyError(f"add-unit {name}: the number of units must be at least 1")
 
+        added: list[str] = []
+
         def nodes(old: Topology, new: Topology) -> Sequence[Operation]:
+            # The round that commits is the last one asked: its units are ours (not those another add-unit
+            # added between an earlier read and our change).
+            added[:] = sorted(set(new.service(name).units) - set(old.service(name).units), key=_unit_number)
             return self._new_units(old, new, service)
 
-        before = set((await self.topology.read()).service(name).units)
-        new = await self.topology.change(lambda t: _add_units(t, name, count), also=nodes)
-        return sorted(set(new.service(name).units) - before, key=_unit_number)
+        await self.topology.change(lambda t: _add_units(t, name, count), also=nodes)
+        return list(added)
 
     def _new_units(self, old: Topology, new: Topology, service: ServiceRecord) -> list[Operation]:
         operations: list[Operation] = []

@@ -27,6 +27,7 @@ from ensemble_orchestra.charm.testing import write_charm
 from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
 from ensemble_orchestra.state.client import StateClient
 from ensemble_orchestra.state.layout import service_config_path, unit_resolved_path
+from ensemble_orchestra.state.services import ServicesState
 from ensemble_orchestra.state.testing import Roles, initialized_zookeeper, session
 from ensemble_orchestra.state.topology_node import TopologyNode
 from ensemble_orchestra.state.units import UnitRecord, UnitsState
@@ -261,3 +262,17 @@ async def test_add_unit_then_destroy_service(env: Env) -> None:
     topology = await TopologyNode(env.admin).read()
     assert "db" not in topology.services and not set(machines) & set(topology.machines)
     assert not [path for path in await _tree(env.admin) if path.startswith(("/services/db", "/units/db-"))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_add_units_at_once_each_report_only_their_own_units(env: Env) -> None:
+    """Below the CLI: both read the topology, one commits first, the other's change is retried; each returns the
+    units it added (the retried one also claimed the other's, which it then printed as its own)."""
+    services = ServicesState(env.admin, ROLES.identities)
+    before = set((await TopologyNode(env.admin).read()).service("web").units)
+    first, second = await defer.gatherResults(
+        [defer.Deferred.fromCoroutine(services.add_units("web", 2)) for _ in range(2)]
+    )
+    after = set((await TopologyNode(env.admin).read()).service("web").units)
+    assert len(first) == len(second) == 2 and not set(first) & set(second)
+    assert set(first) | set(second) == after - before
