@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..errors import UsageError
 from ..state.errors import TopologyError
 from ..state.services import DEFAULT_HOOK_TIMEOUT, ServiceRecord, ServicesState
 from ..state.topology_node import TopologyNode
+from ._provider import PROG
 from ._state import run_on_state
 from .charm_publish import publish_charm
 from .connection import StateConnection
@@ -129,7 +131,7 @@ def run_deploy(args: argparse.Namespace) -> int | None:
             constraints=parse_constraints(args.constraints, await provider.get_constraint_set()),
         )
         for warning in directory.warnings():
-            print(f"warning: {warning}")
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)  # as the environment's warnings: not output
 
     async def work(connection: StateConnection, provider: Any, progress: Progress, reactor: Any) -> None:
         client, identities = connection.client, connection.settings.identities

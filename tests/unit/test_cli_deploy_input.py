@@ -185,6 +185,19 @@ def test_deploy_onto_an_environment_never_bootstrapped(tmp_path: Path) -> None:
     assert cli.stored() == [] and run.stdout == ""
 
 
+def test_the_charms_warnings_go_to_stderr_before_anything_is_done(tmp_path: Path) -> None:
+    """A hook that is not executable is allowed but probably a mistake: said on stderr as the command's other
+    warnings are (stdout is the command's result), once the arguments are checked and before the connection."""
+    charm = write_charm(tmp_path / "repo" / "bookworm" / "sample", hooks={"start": "#!/bin/sh\n"}, executable=False)
+    cli = StateCli(tmp_path / "cli")
+    cli.environment(ADMIN_SECRET, bootstrapped=False)
+    run = cli.run("deploy", "-e", "fake", "--repository", str(tmp_path / "repo"), "sample")
+    assert run.returncode == 1 and run.stdout == ""
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("ensemble: warning: ")]
+    assert warnings and all(str(charm / "hooks") in line for line in warnings), run.stderr
+    assert "is not bootstrapped" in error_line(run)
+
+
 # -- what argparse refuses (in-process: it exits before anything runs) ----------------------------------------
 
 
