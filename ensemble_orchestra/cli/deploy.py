@@ -28,6 +28,7 @@ from ._provider import PROG
 from ._state import run_on_state
 from .charm_publish import publish_charm
 from .connection import StateConnection
+from .names import service_name
 from .progress import Progress
 from .unit_wait import wait_for_units
 
@@ -82,7 +83,7 @@ def add_parser(
     deploy.set_defaults(run=run_deploy)
 
     add = commands.add_parser("add-unit", parents=parents, help="add units to a service, each on a new machine")
-    add.add_argument("service", metavar="SERVICE")
+    add.add_argument("service", metavar="SERVICE", type=service_name)
     add.add_argument("-n", "--num-units", type=positive_int, default=1)
     wait_arguments(add)
     add.set_defaults(run=run_add_unit)

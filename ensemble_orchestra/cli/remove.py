@@ -23,6 +23,7 @@ from ..state.units import UnitRecord
 from ._state import run_on_state
 from .connection import StateConnection
 from .deploy import seconds
+from .names import service_name, unit_name
 from .progress import Progress
 from .unit_wait import UnitWaitTimeout, wait_for_units
 
@@ -38,11 +39,11 @@ def add_parser(
     remove = commands.add_parser(
         "remove-unit", parents=parents, help="stop units (their stop hook runs) and release their machines"
     )
-    remove.add_argument("units", nargs="+", metavar="UNIT")
+    remove.add_argument("units", nargs="+", metavar="UNIT", type=unit_name)
     _removal_arguments(remove)
     remove.set_defaults(run=run_remove_unit)
     destroy = commands.add_parser("destroy-service", parents=parents, help="remove a service and all its units")
-    destroy.add_argument("service", metavar="SERVICE")
+    destroy.add_argument("service", metavar="SERVICE", type=service_name)
     _removal_arguments(destroy)
     destroy.set_defaults(run=run_destroy_service)
 

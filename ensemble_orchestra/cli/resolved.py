@@ -15,6 +15,7 @@ from ..state.status import unit_agent_state
 from ..state.units import UnitsState
 from ._state import run_on_state
 from .connection import StateConnection
+from .names import unit_name
 from .progress import Progress
 
 __all__ = ["add_parser"]
@@ -24,7 +25,7 @@ def add_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
 ) -> None:
     resolved = commands.add_parser("resolved", parents=parents, help="let a unit in an error state move on")
-    resolved.add_argument("unit", metavar="UNIT")
+    resolved.add_argument("unit", metavar="UNIT", type=unit_name)
     resolved.add_argument("--retry", action="store_true", help="run the failed hook again")
     resolved.set_defaults(run=run)
 

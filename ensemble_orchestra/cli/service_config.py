@@ -19,6 +19,7 @@ from ..state.errors import TopologyError
 from ..state.services import ServicesState
 from ._state import run_on_state
 from .connection import StateConnection
+from .names import service_name
 from .progress import Progress
 
 __all__ = ["add_parser"]
@@ -28,11 +29,11 @@ def add_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
 ) -> None:
     set_ = commands.add_parser("set", parents=parents, help="change a service's settings (config-changed runs)")
-    set_.add_argument("service", metavar="SERVICE")
+    set_.add_argument("service", metavar="SERVICE", type=service_name)
     set_.add_argument("pairs", nargs="+", metavar="KEY=VALUE", help="KEY= resets KEY to the charm's default")
     set_.set_defaults(run=run_set)
     get = commands.add_parser("get", parents=parents, help="a service's settings, with their types and defaults")
-    get.add_argument("service", metavar="SERVICE")
+    get.add_argument("service", metavar="SERVICE", type=service_name)
     get.add_argument("--format", choices=("yaml", "json"), default="yaml")
     get.set_defaults(run=run_get)
 

@@ -224,6 +224,20 @@ def test_the_charms_warnings_go_to_stderr_before_anything_is_done(tmp_path: Path
         (["remove-unit"], "UNIT"),
         (["resolved"], "UNIT"),
         (["get", "web", "--format", "xml"], "--format"),
+        # names that would become other ZooKeeper paths: /services/web/config is the settings node
+        (["get", "web/config"], "argument SERVICE: 'web/config' is not a service name"),
+        (["set", "web/config", "a=b"], "argument SERVICE: 'web/config' is not a service name"),
+        (["add-unit", "web/config"], "argument SERVICE: 'web/config' is not a service name"),
+        (["destroy-service", "web/config"], "argument SERVICE: 'web/config' is not a service name"),
+        (["get", ""], "argument SERVICE: '' is not a service name"),
+        (["get", "../x"], "argument SERVICE: '../x' is not a service name"),
+        (["get", "Web"], "argument SERVICE: 'Web' is not a service name"),
+        (["resolved", "web"], "argument UNIT: 'web' is not a unit name (<service>/<number>, like 'mysql/0')"),
+        (["resolved", "web/0/../1"], "argument UNIT: 'web/0/../1' is not a unit name"),
+        (["resolved", "web/0/agent"], "argument UNIT: 'web/0/agent' is not a unit name"),
+        (["resolved", "web/"], "argument UNIT: 'web/' is not a unit name"),
+        (["resolved", "web/٣"], "argument UNIT: 'web/٣' is not a unit name"),
+        (["remove-unit", "web/0", "web"], "argument UNIT: 'web' is not a unit name"),
     ],
 )
 def test_arguments_argparse_refuses_exit_2_naming_the_option(
@@ -231,7 +245,8 @@ def test_arguments_argparse_refuses_exit_2_naming_the_option(
 ) -> None:
     """A wait that could never end (NaN, infinity) or is already over is refused like a unit count of 0:
     a --timeout of NaN used to wait forever (NaN >= timeout is never true), and a --hook-timeout of NaN was
-    stored for the unit agents."""
+    stored for the unit agents. A service or unit name that is none (``web/config`` read the service's settings
+    node as a service: a KeyError traceback) is refused the same way."""
     monkeypatch.setenv("ENSEMBLE_HOME", str(tmp_path))  # were the argument accepted: no user's environments
     with pytest.raises(SystemExit) as exited:
         ensemble.main(argv)

@@ -123,12 +123,10 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "get-unknown-service": (("get", "nosuch"), "service nosuch does not exist in the environment"),
     "resolved-unknown-unit": (("resolved", "nosuch/0"), "resolved: unit nosuch/0 does not exist in the environment"),
     "resolved-unknown-unit-of-a-service": (("resolved", "web/7"), "resolved: unit web/7 does not exist"),
-    "resolved-not-a-unit-name": (("resolved", "web"), "resolved: unit web does not exist"),
     "resolved-a-pending-unit": (("resolved", "web/0"), "resolved: unit web/0 is pending, not in an error state"),
     "resolved-retry-a-pending-unit": (("resolved", "--retry", "web/1"), "resolved: unit web/1 is pending, not in an"),
     "remove-unknown-unit": (("remove-unit", "nosuch/0"), "remove-unit: unit nosuch/0 does not exist in the"),
     "remove-one-unknown-of-two": (("remove-unit", "web/0", "web/9"), "remove-unit: unit web/9 does not exist"),
-    "remove-a-service-name": (("remove-unit", "web"), "remove-unit: unit web does not exist"),
     "destroy-unknown-service": (("destroy-service", "nosuch"), "destroy-service: service nosuch does not exist"),
     "add-unit-unknown-service": (("add-unit", "nosuch"), "add-unit: service nosuch does not exist in the environment"),
     "deploy-an-existing-service": (
