@@ -38,9 +38,14 @@ WAIT_TIMEOUT = 1800.0
 RESOLVE_HINT = "fix the charm, then `ensemble resolved --retry {unit}`"
 
 
+MAX_UNITS = 500  # per command: one transaction carries them all, and ZooKeeper bounds a request at 1 MB
+
+
 def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of units, 1 or more")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a number of units from 1 to {MAX_UNITS} (add more with further add-unit commands)"
+        )
     return int(text)
 
 

@@ -54,6 +54,11 @@ async def wait_for_units(
         states = {n: unit_agent_state(records[n], presences[n] is not None) for n in names}
         for name in names:
             record = records[name]
+            if record is None:  # removed by someone else meanwhile
+                if wanted == "stopped":
+                    states[name] = wanted
+                    continue
+                raise UnitError(f"unit {name} was removed while we waited for it to be {wanted}")
             if record is not None and record.in_error and wanted != record.agent_state:
                 raise UnitError(f"{describe_failure(record)}: {fix.format(unit=name)}")
         if all(state == wanted for state in states.values()):

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..deferreds import gather
 from .client import StateClient
-from .errors import StateError
+from .errors import TopologyError
 from .machines import MachinesState
 from .services import ServicesState
 from .topology import Topology
@@ -108,5 +108,5 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
 async def _constraints(services: ServicesState, name: str) -> dict[str, str]:
     try:
         return dict((await services.read(name)).constraints)
-    except StateError:  # removed meanwhile
+    except TopologyError:  # removed meanwhile
         return {}

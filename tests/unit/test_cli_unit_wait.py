@@ -89,12 +89,24 @@ def test_waiting_for_stopped_ends_at_a_stop_error_and_not_at_the_state_it_waits_
 @pytest.mark.parametrize("delay", [0.0, 0.3])
 def test_returns_once_every_unit_is_there(delay: float) -> None:
     clock = Clock()
-    units = SlowUnits(clock, {"web/0": UnitRecord("web/0", "started"), "web/1": None}, delay=delay)
+    units = SlowUnits(clock, {"web/0": UnitRecord("web/0", "started"), "web/1": UnitRecord("web/1")}, delay=delay)
     d = _wait(clock, units, ["web/0", "web/1"], "started", 600.0)
     for _ in range(50):
         clock.advance(0.1)
-    assert not d.called  # web/1 has no node yet: pending
+    assert not d.called  # web/1 is pending
     units.records["web/1"] = UnitRecord("web/1", "started")
     for _ in range(20):
         clock.advance(0.1)
     assert d.called and d.result is None
+
+
+def test_a_unit_removed_meanwhile_ends_a_wait_for_started_and_counts_as_stopped() -> None:
+    """Unit nodes are created with their units (one transaction): a missing node is a unit someone removed."""
+    clock = Clock()
+    units = SlowUnits(clock, {"web/0": None})
+    error = _failure_of(_wait(clock, units, ["web/0"], "started", 600.0), clock)
+    assert isinstance(error, UnitError) and str(error) == "unit web/0 was removed while we waited for it to be started"
+    d = _wait(clock, units, ["web/0"], "stopped", 600.0)
+    clock.advance(0)
+    assert d.called and d.result is None
+
