@@ -157,7 +157,8 @@ def test_a_machine_that_cannot_be_powered_off_stays_owned(make_world) -> None:
 
 def test_destroy_environment_releases_only_its_own(make_world) -> None:
     """alpha and beta share the pool: destroying alpha powers off and releases alpha's two machines and
-    clears alpha's state, ports, tools and charm bundles; beta's machine, marker and state are untouched. A second destroy is a no-op."""
+    clears alpha's state, ports, tools and charm bundles; beta's machine, marker and state are untouched.
+    A second destroy is a no-op."""
     world = make_world(systems=4)
     alpha, beta = world.provider("alpha"), world.provider("beta")
     [zero] = world.run(alpha.bootstrap({}))
