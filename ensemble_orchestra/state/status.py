@@ -74,7 +74,7 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
     units = UnitsState(client, machines.identities)
     names = [unit.name for unit in topology.units()]
     records = await units.read_many(names)
-    presences = await units.presences(names)
+    connected = await units.connected(names)
     services: dict[str, Any] = {}
     service_names = sorted(topology.services)
     service_records = ServicesState(client, machines.identities)
@@ -86,7 +86,7 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
         for unit in sorted(service.units.values(), key=lambda u: int(u.name.rpartition("/")[2])):
             record = records.get(unit.name)
             entry: dict[str, Any] = {
-                "agent-state": unit_agent_state(record, presences.get(unit.name) is not None),
+                "agent-state": unit_agent_state(record, connected[unit.name]),
                 "machine": unit.machine,
                 "public-address": record.public_address if record else None,
             }

@@ -177,6 +177,11 @@ class UnitsState:
             return None
         return UnitPresence.from_document(load_document(data, path))
 
+    async def connected(self, names: Sequence[str]) -> dict[str, bool]:
+        """Whether each unit's agent is connected: ``exists`` only (no data to read and parse), for status."""
+        found = await gather([self.client.exists(unit_agent_path(n)) for n in names])
+        return {name: stat is not None for name, stat in zip(names, found, strict=True)}
+
     async def presences(self, names: Sequence[str]) -> dict[str, UnitPresence | None]:
         found = await gather([self.presence(n) for n in names])
         return dict(zip(names, found, strict=True))
