@@ -13,12 +13,14 @@ from twisted.internet.task import deferLater
 
 from ..errors import EnsembleError
 from ..state.status import unit_agent_state
-from ..state.units import UnitRecord, UnitsState
+from ..state.units import ERROR_STATES, UnitRecord, UnitsState
 from .progress import Progress
 
 __all__ = ["UnitError", "UnitWaitTimeout", "describe_failure", "wait_for_units"]
 
 POLL_INTERVAL = 1.0
+# The error states that end a wait: a unit stopping runs its stop hook from any other error state.
+_ENDS = {"started": ERROR_STATES, "stopped": ("stop-error",)}
 
 
 class UnitError(EnsembleError):
@@ -59,7 +61,7 @@ async def wait_for_units(
                     states[name] = wanted
                     continue
                 raise UnitError(f"unit {name} was removed while we waited for it to be {wanted}")
-            if record is not None and record.in_error and wanted != record.agent_state:
+            if record is not None and record.agent_state in _ENDS[wanted]:
                 raise UnitError(f"{describe_failure(record)}: {fix.format(unit=name)}")
         if all(state == wanted for state in states.values()):
             return

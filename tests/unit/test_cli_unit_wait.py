@@ -110,3 +110,18 @@ def test_a_unit_removed_meanwhile_ends_a_wait_for_started_and_counts_as_stopped(
     clock.advance(0)
     assert d.called and d.result is None
 
+
+
+def test_a_unit_in_another_error_state_goes_on_to_stopped_since_its_stop_hook_runs() -> None:
+    """A dying unit runs its stop hook from install-error too (the lifecycle table): only stop-error ends
+    a wait for stopped; install-error is a state on the way."""
+    clock = Clock()
+    units = SlowUnits(clock, {"web/0": UnitRecord("web/0", "install-error", hook="install")})
+    d = _wait(clock, units, ["web/0"], "stopped", 600.0)
+    for _ in range(20):
+        clock.advance(0.1)
+    assert not d.called
+    units.records["web/0"] = UnitRecord("web/0", "stopped")
+    for _ in range(20):
+        clock.advance(0.1)
+    assert d.called and d.result is None
