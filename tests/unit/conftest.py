@@ -150,3 +150,17 @@ def make_world():  # type: ignore[no-untyped-def]
         )
 
     return make
+
+
+@pytest.fixture
+def hook_server(tmp_path: Any) -> Any:
+    """A started HookToolServer on a socket in the test's directory (stopped, its socket removed, after it)."""
+    import pytest_twisted
+    from twisted.internet import reactor
+
+    from ensemble_orchestra.agents.hooks.server import HookToolServer
+
+    running = HookToolServer(reactor, tmp_path / "run" / "agent.sock")
+    running.start()
+    yield running
+    pytest_twisted.blockon(Deferred.fromCoroutine(running.stop()))

@@ -8,13 +8,11 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 
 from ensemble_orchestra.agents.hooks.install import TOOL_NAMES, install_tools, wrapper_text
 from ensemble_orchestra.agents.hooks.runner import HookInvocation, HookRunner, hook_environment
@@ -49,11 +47,8 @@ def _reactor() -> Any:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[HookToolServer]:
-    running = HookToolServer(_reactor(), tmp_path / "run" / "agent.sock")
-    running.start()
-    yield running
-    pytest_twisted.blockon(defer.Deferred.fromCoroutine(running.stop()))
+def server(hook_server: HookToolServer) -> HookToolServer:
+    return hook_server  # tests/unit/conftest.py: a started HookToolServer, stopped after the test
 
 
 @pytest_twisted.ensureDeferred

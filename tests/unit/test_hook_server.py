@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, threads
+from twisted.internet import threads
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
@@ -39,11 +38,8 @@ def _reactor() -> Any:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[HookToolServer]:
-    running = HookToolServer(_reactor(), tmp_path / "run" / "agent.sock")
-    running.start()
-    yield running
-    pytest_twisted.blockon(defer.Deferred.fromCoroutine(running.stop()))
+def server(hook_server: HookToolServer) -> HookToolServer:
+    return hook_server  # tests/unit/conftest.py: a started HookToolServer, stopped after the test
 
 
 async def ask(server: HookToolServer, client_id: str, tool: str, **args: Any) -> Any:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 
 from ensemble_orchestra.agents.hooks.server import NO_HOOK, HookToolServer
 from ensemble_orchestra.agents.hooks.testing import FakeHookContext, ToolRun, run_tool
@@ -28,11 +26,8 @@ def _reactor() -> Any:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[HookToolServer]:
-    running = HookToolServer(_reactor(), tmp_path / "run" / "agent.sock")
-    running.start()
-    yield running
-    pytest_twisted.blockon(defer.Deferred.fromCoroutine(running.stop()))
+def server(hook_server: HookToolServer) -> HookToolServer:
+    return hook_server  # tests/unit/conftest.py: a started HookToolServer, stopped after the test
 
 
 @pytest.fixture
