@@ -17,6 +17,7 @@ from typing import Any
 
 import treq
 import yaml
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ..charm.bundle import unpack_bundle
@@ -56,8 +57,6 @@ async def fetch_bundle(reactor: Any, url: str, timeout: float = FETCH_TIMEOUT) -
             if response.code != 200:
                 raise BundleFetchError(f"GET {url} answered {response.code}: is the bundle still in the storage?")
             return body
-
-        from twisted.internet.defer import Deferred
 
         return await within(reactor, timeout, Deferred.fromCoroutine(get()))
     except BundleFetchError:

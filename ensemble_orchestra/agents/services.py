@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..origin import INSTALL_DIR
+from ..state.layout import unit_key
 
 __all__ = [
     "MACHINE_AGENT",
@@ -56,8 +57,7 @@ WantedBy=multi-user.target
 
 def unit_agent_service(unit: str) -> str:
     """``mysql/0`` → ``ensemble-unit-mysql-0.service``."""
-    service, _, number = unit.partition("/")
-    return f"ensemble-unit-{service}-{number}.service"
+    return f"ensemble-unit-{unit_key(unit)}.service"
 
 
 def unit_agent_text(unit: str, config: Path) -> str:

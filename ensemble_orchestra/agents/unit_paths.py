@@ -13,15 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["UNITS_DIR", "UnitPaths", "unit_dir_name", "unit_name_of_dir"]
+from ..state.layout import unit_key
+
+__all__ = ["UNITS_DIR", "UnitPaths", "unit_name_of_dir"]
 
 UNITS_DIR = Path("/var/lib/ensemble/units")
-
-
-def unit_dir_name(unit_name: str) -> str:
-    """``mysql/0`` → ``mysql-0`` (a service name never ends in ``-<digits>``: unambiguous)."""
-    service, _, number = unit_name.partition("/")
-    return f"{service}-{number}"
 
 
 def unit_name_of_dir(name: str) -> str | None:
@@ -35,7 +31,7 @@ class UnitPaths:
 
     @classmethod
     def of(cls, unit_name: str, units_dir: Path = UNITS_DIR) -> UnitPaths:
-        return cls(units_dir / unit_dir_name(unit_name))
+        return cls(units_dir / unit_key(unit_name))
 
     @property
     def record(self) -> Path:

@@ -75,9 +75,9 @@ async def _stop_and_remove(
         await services.mark_dying(names)
     if names and not args.force:
         records = await services.units.read_many(names)
-        presences = await services.units.presences(names)
+        connected = await services.units.connected(names)
         # A unit that never had an agent (still pending, none connected) has nothing to stop.
-        live = [name for name in names if presences[name] is not None or _state(records[name]) not in (None, "pending")]
+        live = [name for name in names if connected[name] or _state(records[name]) not in (None, "pending")]
         if live:
             try:
                 await wait_for_units(reactor, services.units, live, "stopped", args.timeout, progress, STOP_HINT)

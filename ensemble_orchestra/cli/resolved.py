@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int | None:
         if record is None:
             raise UsageError(f"resolved: unit {args.unit} does not exist in the environment: see `ensemble status`")
         if not record.in_error:
-            state = unit_agent_state(record, await units.presence(args.unit) is not None)
+            state = unit_agent_state(record, (await units.connected([args.unit]))[args.unit])
             raise UsageError(f"resolved: unit {args.unit} is {state}, not in an error state: nothing to resolve")
         try:
             await units.request_resolved(args.unit, args.retry)

@@ -52,8 +52,8 @@ async def wait_for_units(
     deadline = reactor.seconds() + timeout
     while True:
         records = await units.read_many(names)
-        presences = await units.presences(names)
-        states = {n: unit_agent_state(records[n], presences[n] is not None) for n in names}
+        connected = await units.connected(names)
+        states = {n: unit_agent_state(records[n], connected[n]) for n in names}
         for name in names:
             record = records[name]
             if record is None:  # removed by someone else meanwhile

@@ -35,6 +35,7 @@ __all__ = [
     "service_config_path",
     "service_path",
     "unit_agent_path",
+    "unit_key",
     "unit_path",
     "unit_resolved_path",
 ]
@@ -76,10 +77,15 @@ def service_config_path(name: str) -> str:
     return f"{SERVICES}/{name}/config"
 
 
-def unit_path(unit_name: str) -> str:
-    """``mysql/0`` → ``/units/mysql-0`` (unambiguous: a service name never ends in ``-<digits>``)."""
+def unit_key(unit_name: str) -> str:
+    """``mysql/0`` → ``mysql-0``: the unit's name in node, directory and service names (unambiguous: a service
+    name never ends in ``-<digits>``)."""
     service, _, number = unit_name.partition("/")
-    return f"{UNITS}/{service}-{number}"
+    return f"{service}-{number}"
+
+
+def unit_path(unit_name: str) -> str:
+    return f"{UNITS}/{unit_key(unit_name)}"
 
 
 def unit_agent_path(unit_name: str) -> str:

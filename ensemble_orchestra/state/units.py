@@ -11,7 +11,7 @@ the unit agent), ``resolved`` (``retry: bool``: the CLI asks, the agent acts and
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kazoo.security import ACL, Id, Permissions
@@ -35,7 +35,6 @@ __all__ = [
     "UnitRecord",
     "UnitsState",
     "format_port",
-    "parse_port",
     "sort_ports",
 ]
 
@@ -52,17 +51,6 @@ UNIT_STATES = (
 )
 ERROR_STATES = ("install-error", "start-error", "configure-error", "stop-error")
 OUTPUT_LINES = 20  # a failing hook's last lines kept in the unit's node (its whole output is in the unit's log)
-
-
-def parse_port(text: str) -> tuple[int, str]:
-    """``3306``, ``3306/tcp``, ``53/udp`` → (port, protocol); ValueError saying what is wrong."""
-    number, _, protocol = text.partition("/")
-    protocol = (protocol or "tcp").lower()
-    if protocol not in ("tcp", "udp"):
-        raise ValueError(f"{text!r}: the protocol must be tcp or udp")
-    if not number.isdigit() or not 1 <= int(number) <= 65535:
-        raise ValueError(f"{text!r}: a port is a number from 1 to 65535")
-    return int(number), protocol
 
 
 def format_port(port: int, protocol: str) -> str:
@@ -130,10 +118,9 @@ class UnitPresence:
 
     pid: int
     version: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_document(self) -> dict[str, Any]:
-        return {"pid": self.pid, "version": self.version, **self.extra}
+        return {"pid": self.pid, "version": self.version}
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> UnitPresence:
@@ -181,10 +168,6 @@ class UnitsState:
         """Whether each unit's agent is connected: ``exists`` only (no data to read and parse), for status."""
         found = await gather([self.client.exists(unit_agent_path(n)) for n in names])
         return {name: stat is not None for name, stat in zip(names, found, strict=True)}
-
-    async def presences(self, names: Sequence[str]) -> dict[str, UnitPresence | None]:
-        found = await gather([self.presence(n) for n in names])
-        return dict(zip(names, found, strict=True))
 
     async def resolved_request(self, name: str) -> bool | None:
         """The pending ``resolved`` request: its retry flag, or None when there is none."""

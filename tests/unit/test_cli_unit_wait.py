@@ -14,7 +14,7 @@ from twisted.internet.task import Clock, deferLater
 
 from ensemble_orchestra.cli.progress import Progress
 from ensemble_orchestra.cli.unit_wait import UnitError, UnitWaitTimeout, wait_for_units
-from ensemble_orchestra.state.units import UnitPresence, UnitRecord
+from ensemble_orchestra.state.units import UnitRecord
 
 HINT = "fix the charm, then `ensemble resolved --retry {unit}`"
 
@@ -33,8 +33,8 @@ class SlowUnits:
         await deferLater(self.clock, self.delay, lambda: None)
         return {name: self.records.get(name) for name in names}
 
-    async def presences(self, names: Sequence[str]) -> dict[str, UnitPresence | None]:
-        return {name: UnitPresence(1, "0-test") for name in names}
+    async def connected(self, names: Sequence[str]) -> dict[str, bool]:
+        return {name: True for name in names}
 
 
 def _wait(clock: Clock, units: SlowUnits, names: list[str], wanted: str, timeout: float) -> Deferred[None]:
