@@ -21,7 +21,6 @@ __all__ = [
     "INITIALIZED",
     "MACHINES",
     "PROVISIONING_LOCK",
-    "RELATIONS",
     "SERVICES",
     "SETTINGS",
     "TOPOLOGY",
@@ -37,6 +36,8 @@ __all__ = [
     "unit_agent_path",
     "unit_key",
     "unit_path",
+    "unit_relation_path",
+    "unit_relations_path",
     "unit_resolved_path",
 ]
 
@@ -48,10 +49,11 @@ MACHINES = "/machines"  # machine-%010d: provider instance of each topology mach
 AGENTS = "/agents"  # agents' locks
 PROVISIONING_LOCK = "/agents/provisioning"  # ephemeral: held by the one running provisioning agent
 SERVICES = "/services"  # <name>: charm, constraints; child `config` = the user's settings
-UNITS = "/units"  # <service>-<n>: the unit agent's state and open ports; children `agent`, `resolved`
+UNITS = "/units"  # <service>-<n>: the unit agent's state and open ports; children `agent`, `resolved`, `relations`
 CHARMS = "/charms"  # <quoted charm id>: the published bundle (storage name, URL, sha256), metadata, config schema
-RELATIONS = "/relations"  # filled by the relations issue
-CONTAINERS = (SERVICES, UNITS, CHARMS, RELATIONS)
+# No /relations: a relation is in the topology, and each unit's settings in it are a child of the unit's own node,
+# which its agent may write (a relation-wide node would need a CREATE right shared by every machine).
+CONTAINERS = (SERVICES, UNITS, CHARMS)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -94,6 +96,15 @@ def unit_agent_path(unit_name: str) -> str:
 
 def unit_resolved_path(unit_name: str) -> str:
     return unit_path(unit_name) + "/resolved"
+
+
+def unit_relations_path(unit_name: str) -> str:
+    return unit_path(unit_name) + "/relations"
+
+
+def unit_relation_path(unit_name: str, relation_id: int) -> str:
+    """The unit's settings in relation *relation_id*: it exists while the unit is in the relation's scope."""
+    return f"{unit_relations_path(unit_name)}/relation-{relation_id:010d}"
 
 
 def machine_id_of(name: str) -> int | None:

@@ -27,7 +27,9 @@ SMART = [
     ({"version": "10", "flag": "yes"}, 'flag: "yes"\nversion: "10"\n'),  # would read back as a number, a bool
     ({"motd": "line one\nline two"}, 'motd: "line one\\nline two"\n'),
     ({"outer": {"inner": [1, "two"]}}, "outer:\n  inner:\n  - 1\n  - two\n"),
-    (["a", "b"], "- a\n- b\n"),
+    (["a", "b"], "a\nb\n"),  # relation-list: one per line, for `for unit in $(relation-list)`
+    ([], ""),
+    ([["a"], "b"], "- - a\n- b\n"),  # a nested list stays YAML
 ]
 
 

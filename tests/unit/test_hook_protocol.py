@@ -84,7 +84,17 @@ def test_argument_table(tool: str, args: dict[str, Any], error: str | None) -> N
 
 
 def test_every_tool_has_an_argument_spec() -> None:
-    assert set(TOOL_ARGS) == {"config-get", "unit-get", "open-port", "close-port", "ensemble-log"}
+    assert set(TOOL_ARGS) == {
+        "config-get",
+        "unit-get",
+        "open-port",
+        "close-port",
+        "ensemble-log",
+        "relation-get",
+        "relation-set",
+        "relation-list",
+        "relation-ids",
+    }
 
 
 PORTS = [

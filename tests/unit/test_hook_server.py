@@ -97,7 +97,10 @@ async def test_client_ids(server: HookToolServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_refusals(server: HookToolServer) -> None:
     cid = server.open_context(FakeHookContext(addresses={"private-address": "10.0.0.2"}))
-    assert "unknown hook tool 'relation-get'" in await refused(server, cid, "relation-get")
+    assert "unknown hook tool 'relation-fetch'" in await refused(server, cid, "relation-fetch")
+    assert "name the relation with -r ID" in await refused(server, cid, "relation-get")
+    assert "not a string" in await refused(server, cid, "relation-set", settings={"a": 1})
+    assert "invalid relation setting name 'a b'" in await refused(server, cid, "relation-set", settings={"a b": "1"})
     assert await refused(server, cid, "open-port", port=0, protocol="tcp") == "invalid port 0: ports are 1 to 65535"
     assert "use tcp or udp" in await refused(server, cid, "close-port", port=80, protocol="icmp")
     assert "wrong type" in await refused(server, cid, "open-port", port="80", protocol="tcp")

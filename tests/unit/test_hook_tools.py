@@ -109,7 +109,10 @@ USAGE = [
     (("config-get", "--format", "xml"), "invalid choice: 'xml'"),
     (("ensemble-log", "-l", "LOUD", "x"), "invalid choice: 'LOUD'"),
     (("ensemble-log",), "the following arguments are required: MESSAGE"),
-    (("relation-get",), "hook tools: unknown tool 'relation-get'"),
+    (("relation-fetch",), "hook tools: unknown tool 'relation-fetch'"),
+    (("relation-set", "novalue"), "'novalue' is not KEY=VALUE"),
+    (("relation-set", "=x"), "'=x' is not KEY=VALUE"),
+    (("relation-get", "a", "b", "c"), "unrecognized arguments: c"),
 ]
 
 
@@ -170,3 +173,33 @@ def test_help_works_outside_a_hook() -> None:
         env={},
     )
     assert run.returncode == 0 and "PORT[/tcp|udp]" in run.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_relation_tools(server: HookToolServer) -> None:
+    fake = FakeHookContext(
+        relations={
+            "db:3": {"wordpress/0": {"private-address": "10.0.0.3"}, "mysql/0": {"private-address": "10.0.0.2"}},
+            "db:5": {"blog/1": {"private-address": "10.0.0.9", "title": "My Blog"}},
+        },
+        relation="db:3",
+        remote_unit="wordpress/0",
+        unit="mysql/0",
+    )
+    env = {"JUJU_AGENT_SOCKET": str(server.socket_path), "JUJU_CONTEXT_ID": server.open_context(fake)}
+    assert await tool(env, "relation-get", "private-address") == ToolRun("10.0.0.3\n", "", 0)
+    assert (await tool(env, "relation-get", "nosuch")).out == ""  # not set: nothing, exit 0
+    assert (await tool(env, "relation-get", "-")).out == 'private-address: "10.0.0.3"\n'  # YAML: quoted, not a number
+    assert (await tool(env, "relation-get", "-r", "db:5", "title", "blog/1")).out == "My Blog\n"
+    shell = (await tool(env, "relation-get", "--format", "shell", "-r", "db:5", "-", "blog/1")).out
+    assert shell == "PRIVATE_ADDRESS=10.0.0.9\nTITLE='My Blog'\n"
+    assert (await tool(env, "relation-list")).out == "wordpress/0\n"
+    assert json.loads((await tool(env, "relation-list", "--format", "json", "-r", "db:5")).out) == ["blog/1"]
+    assert (await tool(env, "relation-ids")).out == "db:3\ndb:5\n"
+    assert (await tool(env, "relation-ids", "website")).out == ""
+    assert await tool(env, "relation-set", "database=blog", "user=blog", "private-address=") == ToolRun("", "", 0)
+    assert fake.relations["db:3"]["mysql/0"] == {"database": "blog", "user": "blog"}  # KEY= deleted the key
+    refused = await tool(env, "relation-get", "-r", "db:9", "x")
+    assert refused == ToolRun("", "relation-get: unknown relation 'db:9': see relation-ids\n", 1)
+    missing = await tool(env, "relation-get", "x", "other/0")
+    assert missing.err == "relation-get: unit other/0 is not in the relation\n"

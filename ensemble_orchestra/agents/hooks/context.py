@@ -12,12 +12,13 @@ ends; every tool request of that hook is answered by calling the context. Contra
 - Writes (open_port, and relation writes later) may be buffered by the context and committed only if the hook
   exits 0; that is the context's choice, invisible to the tools.
 
-Relation methods (relation_get / relation_set / relation_list / relation_ids, taking a relation id such as
-``db:0`` or None for the hook's own relation) come with the relation issue; the protocol already carries their
-arguments.
+Relation methods take a relation id such as ``db:3``, or None for the running hook's own relation (a
+HookToolError saying "-r is needed" when the hook is not a relation hook).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from zope.interface import Interface
 
@@ -44,3 +45,17 @@ class IHookContext(Interface):
 
     def log(level: str, message: str) -> object:
         """Write *message* at *level* (DEBUG|INFO|WARNING|ERROR|CRITICAL) to the unit's log (debug-log shows it)."""
+
+    def relation_get(relation_id: str | None, key: str | None, unit: str | None) -> object:
+        """Unit *unit*'s setting *key* in the relation (None when unset), or all its settings (a dict) when *key*
+        is None; *unit* None is the hook's remote unit. The unit may be this one or a member of the relation."""
+
+    def relation_set(relation_id: str | None, settings: Mapping[str, str | None]) -> object:
+        """Set this unit's *settings* (a dict of str -> str; None or "" deletes the key) in the relation; the
+        other side sees them only if the hook exits 0."""
+
+    def relation_list(relation_id: str | None) -> object:
+        """The remote units in the relation, as this hook sees them (a sorted list of names)."""
+
+    def relation_ids(name: str | None) -> object:
+        """The ids (``db:3``) of the relations named *name* (None: the hook's own relation's name) this unit is in."""

@@ -1,7 +1,8 @@
 """How config-get and unit-get print a result: ``--format smart|json|shell`` (pure functions, stdlib only).
 
 - smart (the default, Ensemble's): a string as is, nothing for null, True/False for booleans (what Ensemble's
-  Python printed, and charms compare against), numbers as Python writes them; a mapping or list as YAML lines
+  Python printed, and charms compare against), numbers as Python writes them; a list of scalars one per line
+  (``relation-list``: ``for unit in $(relation-list)``); a mapping or other list as YAML lines
   (``key: value``, sorted keys; scalars inside them YAML-typed: ``true``, ``null``, quoted when ambiguous), as
   Ensemble's successor prints them. Ensemble itself printed Python's repr of a dict, which no script can read.
 - json: one JSON document.
@@ -85,6 +86,9 @@ def _yaml_empty(value: Any) -> str:
 def format_smart(value: Any, key: str | None = None) -> str:
     if value is None:
         return ""
+    if isinstance(value, list) and not any(isinstance(item, dict | list) for item in value):
+        # relation-list, relation-ids: one per line, so ``for unit in $(relation-list)`` works
+        return "".join(_scalar(item) + "\n" for item in value)
     if isinstance(value, dict | list):
         lines = _yaml_lines(value, "")
         return "".join(line + "\n" for line in lines)

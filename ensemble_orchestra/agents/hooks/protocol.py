@@ -14,8 +14,12 @@ arguments (checked on both sides, by ``check_args``)::
     close-port    (as open-port)
     ensemble-log  {"level": "DEBUG" | ... | "CRITICAL", "message": str}  -> null
 
-The relation tools of the next issue fit as they are: ``{"relation-id": "db:0" | null, "unit": str | null,
-"key": str | null, "settings": {...}}``; a new tool is one entry in ``TOOL_ARGS`` plus a handler.
+    relation-get  {"relation-id": "db:3" | null, "key": str | null, "unit": str | null} -> str | null | {...}
+    relation-set  {"relation-id": "db:3" | null, "settings": {str: str | null}}  -> null (null deletes)
+    relation-list {"relation-id": "db:3" | null}             -> [remote unit names]
+    relation-ids  {"name": str | null}                       -> ["db:3", ...]
+
+A null relation id is the running hook's own relation. A new tool is one entry in ``TOOL_ARGS`` plus a handler.
 
 Sizes are bounded (a request line of at most ``MAX_REQUEST`` bytes, a response of ``MAX_RESPONSE``) so neither
 side can be made to buffer without end.
@@ -92,6 +96,10 @@ TOOL_ARGS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "open-port": {"port": (_INT, True), "protocol": (_STR, True)},
     "close-port": {"port": (_INT, True), "protocol": (_STR, True)},
     "ensemble-log": {"level": (_STR, True), "message": (_STR, True)},
+    "relation-get": {"relation-id": (_OPT_STR, False), "key": (_OPT_STR, False), "unit": (_OPT_STR, False)},
+    "relation-set": {"relation-id": (_OPT_STR, False), "settings": ((dict,), True)},
+    "relation-list": {"relation-id": (_OPT_STR, False)},
+    "relation-ids": {"name": (_OPT_STR, False)},
 }
 
 

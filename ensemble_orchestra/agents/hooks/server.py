@@ -101,12 +101,43 @@ async def _log(context: IHookContext, args: dict[str, Any]) -> None:
     await _call(context.log(args["level"], args["message"]))
 
 
+def _relation_key(key: str) -> str:
+    if not key or "=" in key or any(c.isspace() for c in key):
+        raise HookToolError(f"invalid relation setting name {key!r}: no spaces or '=', not empty")
+    return key
+
+
+async def _relation_get(context: IHookContext, args: dict[str, Any]) -> Any:
+    return await _call(context.relation_get(args.get("relation-id"), args.get("key"), args.get("unit")))
+
+
+async def _relation_set(context: IHookContext, args: dict[str, Any]) -> None:
+    settings: dict[str, str | None] = {}
+    for key, value in args["settings"].items():
+        if value is not None and not isinstance(value, str):
+            raise ProtocolError(f"relation-set: the value of {key!r} is not a string")
+        settings[_relation_key(key)] = value or None
+    await _call(context.relation_set(args.get("relation-id"), settings))
+
+
+async def _relation_list(context: IHookContext, args: dict[str, Any]) -> Any:
+    return await _call(context.relation_list(args.get("relation-id")))
+
+
+async def _relation_ids(context: IHookContext, args: dict[str, Any]) -> Any:
+    return await _call(context.relation_ids(args.get("name")))
+
+
 HANDLERS: dict[str, Handler] = {
     "config-get": _config_get,
     "unit-get": _unit_get,
     "open-port": _open_port,
     "close-port": _close_port,
     "ensemble-log": _log,
+    "relation-get": _relation_get,
+    "relation-set": _relation_set,
+    "relation-list": _relation_list,
+    "relation-ids": _relation_ids,
 }
 assert set(HANDLERS) == set(TOOL_ARGS), "every tool has its arguments in protocol.TOOL_ARGS and a handler here"
 

@@ -54,7 +54,9 @@ class FakeHookContext:
     """A unit with *config* (the settings config-get sees) and *addresses*; it records what the tools did.
 
     ``ports`` holds the open (port, protocol) pairs, ``logs`` the (level, message) pairs, ``calls`` every call
-    by method name in order. ``failures`` maps a method name to the exception that method raises (error paths).
+    by method name in order. ``relations`` maps a relation id to its units' settings (this unit's included);
+    ``relation`` and ``remote_unit`` are the running hook's.
+    ``failures`` maps a method name to the exception that method raises (error paths).
     """
 
     def __init__(
@@ -62,6 +64,10 @@ class FakeHookContext:
         config: Mapping[str, Any] | None = None,
         addresses: Mapping[str, str] | None = None,
         failures: Mapping[str, Exception] | None = None,
+        relations: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+        relation: str | None = None,
+        remote_unit: str | None = None,
+        unit: str = "unit/0",
     ) -> None:
         self.config = dict(config or {})
         default_addresses = {"private-address": "10.0.0.2", "public-address": "unit-0.example"}
@@ -70,6 +76,11 @@ class FakeHookContext:
         self.ports: set[tuple[int, str]] = set()
         self.logs: list[tuple[str, str]] = []
         self.calls: list[str] = []
+        # relation id ("db:3") -> unit name -> settings; the hook's own relation and remote unit
+        self.relations = {rid: {u: dict(v) for u, v in units.items()} for rid, units in (relations or {}).items()}
+        self.relation = relation
+        self.remote_unit = remote_unit
+        self.unit = unit
 
     def _enter(self, method: str) -> None:
         self.calls.append(method)
@@ -98,3 +109,39 @@ class FakeHookContext:
     async def log(self, level: str, message: str) -> None:
         self._enter("log")
         self.logs.append((level, message))
+
+    def _relation(self, relation_id: str | None) -> dict[str, dict[str, str]]:
+        rid = relation_id or self.relation
+        if rid is None:
+            raise HookToolError("not a relation hook: name the relation with -r ID")
+        if rid not in self.relations:
+            raise HookToolError(f"unknown relation {rid!r}: see relation-ids")
+        return self.relations[rid]
+
+    async def relation_get(self, relation_id: str | None, key: str | None, unit: str | None) -> Any:
+        self._enter("relation_get")
+        units = self._relation(relation_id)
+        name = unit or self.remote_unit
+        if name is None or name not in units:
+            raise HookToolError(f"unit {name} is not in the relation")
+        return dict(units[name]) if key is None else units[name].get(key)
+
+    async def relation_set(self, relation_id: str | None, settings: Mapping[str, str | None]) -> None:
+        self._enter("relation_set")
+        own = self._relation(relation_id).setdefault(self.unit, {})
+        for key, value in settings.items():
+            if value:
+                own[key] = value
+            else:
+                own.pop(key, None)
+
+    async def relation_list(self, relation_id: str | None) -> list[str]:
+        self._enter("relation_list")
+        return sorted(u for u in self._relation(relation_id) if u != self.unit)
+
+    async def relation_ids(self, name: str | None) -> list[str]:
+        self._enter("relation_ids")
+        wanted = name or (self.relation or "").partition(":")[0]
+        if not wanted:
+            raise HookToolError("not a relation hook: name the relation, e.g. relation-ids db")
+        return sorted(rid for rid in self.relations if rid.partition(":")[0] == wanted)

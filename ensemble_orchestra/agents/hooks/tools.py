@@ -25,7 +25,19 @@ if TYPE_CHECKING:
 
 __all__ = ["ALIASES", "CLIENT_VARS", "NOT_IN_HOOK", "SOCKET_VARS", "TOOL_NAMES", "main", "parse"]
 
-TOOL_NAMES = ("config-get", "unit-get", "open-port", "close-port", "ensemble-log", "juju-log")
+TOOL_NAMES = (
+    "config-get",
+    "unit-get",
+    "open-port",
+    "close-port",
+    "ensemble-log",
+    "juju-log",
+    "relation-get",
+    "relation-set",
+    "relation-list",
+    "relation-ids",
+)
+PRINTING = ("config-get", "unit-get", "relation-get", "relation-list", "relation-ids")
 ALIASES = {"juju-log": "ensemble-log"}  # the name charms written for Ensemble's successor call
 SOCKET_VARS = ("ENSEMBLE_AGENT_SOCKET", "JUJU_AGENT_SOCKET")
 CLIENT_VARS = ("ENSEMBLE_CLIENT_ID", "JUJU_CLIENT_ID", "JUJU_CONTEXT_ID")
@@ -40,6 +52,17 @@ def _port(text: str) -> tuple[int, str]:
         return parse_port(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (KEY= deletes KEY)")
+    return key, value
+
+
+def _relation_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-r", "--relation", metavar="ID", help="the relation (default: the hook's own), e.g. db:3")
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +84,30 @@ def _parser(tool: str) -> argparse.ArgumentParser:
         action = "Open" if tool == "open-port" else "Close"
         parser.description = f"{action} a port of this unit (opened ports are reachable once the service is exposed)."
         parser.add_argument("port", metavar="PORT[/tcp|udp]", type=_port)
+    elif tool == "relation-get":
+        parser.description = (
+            "Print UNIT's setting KEY in the relation (all its settings for - or no KEY; UNIT defaults to the"
+            " hook's remote unit). A setting not set prints nothing."
+        )
+        _relation_option(parser)
+        _output_options(parser)
+        parser.add_argument("key", metavar="KEY|-", nargs="?")
+        parser.add_argument("unit", metavar="UNIT", nargs="?")
+    elif tool == "relation-set":
+        parser.description = (
+            "Set this unit's settings in the relation (KEY= deletes KEY); the other side sees them once the"
+            " hook exits 0."
+        )
+        _relation_option(parser)
+        parser.add_argument("settings", metavar="KEY=VALUE", nargs="*", type=_setting)
+    elif tool == "relation-list":
+        parser.description = "Print the remote units in the relation, one per line."
+        _relation_option(parser)
+        _output_options(parser)
+    elif tool == "relation-ids":
+        parser.description = "Print the ids of this unit's relations named NAME (default: the hook's relation)."
+        _output_options(parser)
+        parser.add_argument("name", metavar="NAME", nargs="?")
     else:
         parser.description = "Write MESSAGE to the unit's log (ensemble debug-log shows it)."
         parser.add_argument("-l", "--level", type=str.upper, choices=LEVELS, default="INFO", help="default: INFO")
@@ -78,6 +125,15 @@ def parse(tool: str, argv: Sequence[str]) -> tuple[dict[str, Any], argparse.Name
         args = {"name": options.name}
     elif name in ("open-port", "close-port"):
         args = {"port": options.port[0], "protocol": options.port[1]}
+    elif name == "relation-get":
+        key = None if options.key in (None, "-") else options.key
+        args = {"relation-id": options.relation, "key": key, "unit": options.unit}
+    elif name == "relation-set":
+        args = {"relation-id": options.relation, "settings": dict(options.settings)}
+    elif name == "relation-list":
+        args = {"relation-id": options.relation}
+    elif name == "relation-ids":
+        args = {"name": options.name}
     else:
         args = {"level": options.level, "message": " ".join(options.message)}
     return args, options
@@ -129,7 +185,7 @@ def main(
     name = ALIASES.get(tool, tool)
     try:
         result = call(socket_path, Request(client_id, name, args))
-        if name in ("config-get", "unit-get"):
+        if name in PRINTING:
             _emit(options, render(options.format, result, args.get("key") or args.get("name")), stdout)
     except HookToolError as exc:
         stderr.write(f"{tool}: {exc}\n")
