@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,9 +40,11 @@ class Claimer:
         self._rng = rng
 
     async def _claim_marker(self, candidates: list[SystemRecord], taken: set[str]) -> SystemRecord:
-        """Win the claim marker of one of *candidates* (shuffled, so concurrent claimers spread out)."""
+        """Win the claim marker of one of *candidates*: the smallest first (``Constraints.preference``),
+        shuffled among equals so concurrent claimers spread out."""
         order = list(candidates)
         self._rng.shuffle(order)
+        order.sort(key=Constraints.preference)  # stable: equals stay shuffled
         for record in order:
             if record.uid in taken:
                 continue
@@ -59,7 +61,8 @@ class Claimer:
                 return record
         raise NoMatchingSystems(
             f"no available system in Cobbler class '{self._pool.config.available_mgmt_class}' matches the"
-            " constraints (all taken or none has power management): add systems to the class or relax constraints"
+            f" constraints: all {len(order)} that do are being claimed (by this launch or another);"
+            " add systems to the class, relax the constraints or try again"
         )
 
     async def claim_batch(
@@ -77,7 +80,11 @@ class Claimer:
             while pending:
 
                 def claim(i: int) -> Deferred[SystemRecord]:
-                    candidates = [r for r in found if self._pool.is_available(r) and wanted[i].matches(r)]
+                    available = [r for r in found if self._pool.is_available(r)]
+                    candidates = [r for r in available if wanted[i].matches(r)]
+                    if not candidates:  # say why, counting the systems not commissioned yet
+                        where = f"Cobbler class '{self._pool.config.available_mgmt_class}'"
+                        return fail(NoMatchingSystems(wanted[i].why_none(available, where)))
                     # Bounded like launches: hundreds of simultaneous MKCOLs overrun the storage server.
                     return self._limit.run(lambda: Deferred.fromCoroutine(self._claim_marker(candidates, taken)))
 

@@ -135,7 +135,7 @@ class OrchestraProvider:
     async def bootstrap(self, constraints: Mapping[str, str] | None = None) -> list[IProviderMachine]:
         """Launch machine 0 (ZooKeeper); provider state is saved before it is powered on."""
         wanted = dict(constraints or {})
-        Constraints.parse(wanted)  # a constraint that cannot be checked stops us before anything is touched
+        Constraints.parse(wanted)  # a constraint value that cannot be checked stops us before anything is touched
         self.progress("checking storage", self.config.storage_url)
         await self.storage.check_writable()
         state = await self._state.load()
@@ -279,5 +279,5 @@ class OrchestraProvider:
 
     @deferred
     async def get_constraint_set(self) -> tuple[str, ...]:
-        """The names ``--constraints`` may use; ``mem`` and ``cpu`` are refused at launch (no inventory yet)."""
+        """The names ``--constraints`` may use; ``mem`` and ``cpu`` match commissioned hardware only."""
         return CONSTRAINTS

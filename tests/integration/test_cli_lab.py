@@ -162,7 +162,7 @@ def test_global_options_before_the_command_as_ensemble_users_type_them(lab: Runn
     ("constraints", "error"),
     [
         ("arch=amd64 colour=red", "unknown constraint 'colour' (known: "),  # the CLI's check, on the reactor
-        ("arch=amd64 mem=4G", "constraint mem=4G cannot be checked: "),  # the provider's refusal, on the reactor
+        ("arch=amd64 cpu=-2", "constraint cpu=-2: expected a number of at least 0"),  # the provider's refusal
     ],
     ids=["unknown", "uncheckable"],
 )
