@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 ZOOKEEPER_PORT = 2181
-# What the agents import, from Debian (the agents themselves come from the environment's storage: origin.py).
+# What the agents import and run, from Debian (the agents themselves come from the environment's storage:
+# origin.py); nftables: the machine agent's firewall (agents/firewall.py).
 BASE_PACKAGES = (
     "python3",
     "python3-twisted",
@@ -44,6 +45,7 @@ BASE_PACKAGES = (
     "python3-openssl",
     "python3-service-identity",
     "curl",
+    "nftables",
 )
 TOOLS_ARCHIVE = "/var/lib/ensemble/tools.tar.gz"
 AGENT_CONFIG = "/etc/ensemble/machine-agent.yaml"
