@@ -64,6 +64,9 @@ class LabSpec:
     cobbler_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     storage_user: str = "ensemble"
     storage_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    # The one credential commissioning images carry: PUT into commissioning/incoming/ only (docs/commissioning.md).
+    commissioning_user: str = "ensemble-commissioning"
+    commissioning_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     admin_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     bmc_password_seed: str = field(default_factory=lambda: secrets.token_hex(8))
     token_lifetime: int = 3600

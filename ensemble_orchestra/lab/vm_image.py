@@ -157,7 +157,7 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def _initramfs(kernel_dir: Path) -> bytes:
+def _initramfs(kernel_dir: Path, init: str = INIT) -> bytes:
     if not BUSYBOX.exists():
         raise ImageError(f"{BUSYBOX} is missing: apt-get install busybox-static (scripts/install)")
     entries: list[tuple[str, int, bytes]] = [
@@ -166,7 +166,7 @@ def _initramfs(kernel_dir: Path) -> bytes:
     entries += [
         ("bin/busybox", 0o100755, BUSYBOX.read_bytes()),
         ("bin/sh", 0o120777, b"busybox"),
-        ("init", 0o100755, INIT.encode()),
+        ("init", 0o100755, init.encode()),
         ("modules.order", 0o100644, (kernel_dir / "modules.order").read_bytes()),
     ]
     for module in sorted((kernel_dir / "modules").iterdir()):
@@ -174,8 +174,10 @@ def _initramfs(kernel_dir: Path) -> bytes:
     return gzip.compress(_cpio_newc(entries), compresslevel=6, mtime=0)
 
 
-def build_boot_files(cache: Path | None = None) -> BootFiles:
-    """The cached kernel and initramfs, downloading and building what is missing (first time ~10 s)."""
+def build_boot_files(cache: Path | None = None, init: str = INIT) -> BootFiles:
+    """The cached kernel and an initramfs whose ``/init`` is *init* (default: the lab system's), downloading
+    and building what is missing (first time ~10 s). The commissioning image is built here too, with its own
+    init (``commissioning/image.py``)."""
     cache = cache or cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     kernels = sorted(p for p in cache.glob("linux-image-*") if (p / "vmlinuz").exists())
@@ -185,11 +187,11 @@ def build_boot_files(cache: Path | None = None) -> BootFiles:
         package = kernel_package()
         kernel_dir = cache / package
         _fetch_kernel(package, kernel_dir)
-    key = hashlib.sha256(INIT.encode() + BUSYBOX.read_bytes() + (kernel_dir / "modules.order").read_bytes())
+    key = hashlib.sha256(init.encode() + BUSYBOX.read_bytes() + (kernel_dir / "modules.order").read_bytes())
     initrd = kernel_dir / f"initrd-{key.hexdigest()[:12]}.gz"
     if not initrd.exists():
         tmp = initrd.with_suffix(".tmp")
-        tmp.write_bytes(_initramfs(kernel_dir))
+        tmp.write_bytes(_initramfs(kernel_dir, init))
         tmp.replace(initrd)
     return BootFiles(kernel_dir / "vmlinuz", initrd, (kernel_dir / "version").read_text().strip())
 

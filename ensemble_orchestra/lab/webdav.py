@@ -102,16 +102,18 @@ def write_webdav_config(layout: LabLayout, spec: LabSpec) -> list[str]:
     server_root = layout.webdav_dir.resolve()
     run_dir, lock_dir, docroot = server_root / "run", server_root / "lock", server_root / "htdocs"
     digest_file = server_root / "ensemble.htdigest"
+    commissioning_digest = server_root / "commissioning.htdigest"
     data = layout.webdav_data.resolve()
     log_dir = layout.log_dir.resolve()
 
     if worker is not None:
-        _check_worker_reach([data, lock_dir, digest_file], worker)
+        _check_worker_reach([data, lock_dir, digest_file, commissioning_digest], worker)
     for path in (server_root, run_dir, docroot, log_dir):
         path.mkdir(parents=True, exist_ok=True)
     _owned_dir(lock_dir, worker, 0o700)
     _owned_dir(data, worker, 0o750)
     _write_digest(digest_file, spec.storage_user, spec.storage_password, worker)
+    _write_digest(commissioning_digest, spec.commissioning_user, spec.commissioning_password, worker)
 
     defines = {
         "ENSEMBLE_WEBDAV_ROOT": data,
@@ -119,6 +121,8 @@ def write_webdav_config(layout: LabLayout, spec: LabSpec) -> list[str]:
         "ENSEMBLE_WEBDAV_DIGEST_FILE": digest_file,
         "ENSEMBLE_WEBDAV_REALM": WEBDAV_REALM,
         "ENSEMBLE_WEBDAV_LOCKDB": lock_dir / "DAVLock",
+        "ENSEMBLE_COMMISSIONING_DIGEST_FILE": commissioning_digest,
+        "ENSEMBLE_COMMISSIONING_USER": spec.commissioning_user,
     }
     text = _httpd_conf(
         server_root=server_root,
