@@ -5,9 +5,10 @@ the reactor, bounded), and only once the kernel took them renames them over that
 rules that loaded. The same rules again cost one ``nft list`` (an agent restart); if our table is gone (a
 reboot before the boot unit ran, an ``nft flush ruleset``) they are loaded again.
 
-At boot ``ensemble-firewall.service`` loads the file before the network comes up. It is ordered after Debian's
-``nftables.service``, whose ``/etc/nftables.conf`` begins with ``flush ruleset`` (that service is disabled by
-default; an administrator may enable it), and is part of it: restarting or reloading nftables loads ours again.
+At boot ``ensemble-firewall.service`` loads the file before the network comes up. Debian's ``nftables.service``
+(disabled by default; an administrator may enable it) loads ``/etc/nftables.conf``, which begins with ``flush
+ruleset``: ours is ordered after it at boot, and a drop-in makes nftables.service load our file again after each
+of its flushes (start, restart, reload, stop) — ours is back ~10 ms later, nothing of theirs is disabled.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "NFT_TIMEOUT",
     "RULES_PATH",
     "SERVICE",
+    "NFTABLES_DROP_IN",
     "Firewall",
     "FirewallError",
     "NftFailed",
@@ -42,12 +44,14 @@ __all__ = [
     "NftTimeout",
     "failure_for",
     "install_service",
+    "nftables_drop_in_text",
     "service_text",
 ]
 
 NFT = "/usr/sbin/nft"
 RULES_PATH = Path("/etc/ensemble/firewall.nft")
 SERVICE = "ensemble-firewall.service"
+NFTABLES_DROP_IN = Path("nftables.service.d") / "ensemble-firewall.conf"  # below the unit directory
 NFT_TIMEOUT = 10.0  # one nft run; measured ~10-30 ms
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -222,8 +226,8 @@ def service_text(path: Path = RULES_PATH, nft: str = NFT) -> str:
     """``ensemble-firewall.service``: loads the rules file at boot, before the network and the agents.
 
     Early boot, like Debian's nftables.service (no default dependencies, wanted by sysinit.target, before
-    network-pre.target); after it, since its config flushes the whole ruleset, and part of it (restarted and
-    reloaded with it). No ExecStop: stopping the unit leaves the rules in force.
+    network-pre.target), and after it, since its config flushes the whole ruleset. No ExecStop: stopping the
+    unit leaves the rules in force.
     """
     return f"""[Unit]
 Description=Ensemble firewall: this machine's table inet {TABLE}, as its machine agent last applied it
@@ -232,8 +236,6 @@ DefaultDependencies=no
 Wants=network-pre.target
 Before=network-pre.target shutdown.target ensemble-machine-agent.service
 After=nftables.service
-PartOf=nftables.service
-ReloadPropagatedFrom=nftables.service
 Conflicts=shutdown.target
 ConditionPathExists={path}
 
@@ -249,8 +251,28 @@ WantedBy=sysinit.target
 """
 
 
+def nftables_drop_in_text(path: Path = RULES_PATH, nft: str = NFT) -> str:
+    """Drop-in for Debian's nftables.service: after each ``flush ruleset`` of its (start, restart, reload, and
+    stop: stopping the administrator's firewall must not open the environment's), load ours again.
+
+    Added to its own commands (``Exec*=`` lines add up); ``-``: a failure of ours never fails theirs.
+    """
+    load = f"-/bin/sh -c 'if [ -e {path} ]; then exec {nft} -f {path}; fi'"
+    return f"""# Written by ensemble-orchestra: /etc/nftables.conf flushes the whole ruleset; load the machine's
+# table inet {TABLE} again afterwards ({SERVICE} does it at boot).
+[Service]
+ExecStartPost={load}
+ExecReload={load}
+ExecStopPost={load}
+"""
+
+
 async def install_service(reactor: Any, unit_dir: Path = UNIT_DIR, path: Path = RULES_PATH) -> None:
-    """Write and enable the boot unit (not started: the machine agent loads the rules itself when it applies)."""
+    """Write and enable the boot unit, and the drop-in for nftables.service (nothing started: the machine agent
+    loads the rules itself when it applies them)."""
     (unit_dir / SERVICE).write_text(service_text(path))
+    drop_in = unit_dir / NFTABLES_DROP_IN
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text(nftables_drop_in_text(path))
     await run(reactor, ["systemctl", "daemon-reload"])
     await run(reactor, ["systemctl", "enable", SERVICE])

@@ -37,6 +37,7 @@ class FailedHook:
     kind: str  # joined | changed | departed | broken
     remote: str | None
     version: int = 0
+    output: tuple[str, ...] = ()  # its last lines and how it ended (status shows them)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class RelationLocal:
                 "kind": self.failed.kind,
                 "remote": self.failed.remote,
                 "version": self.failed.version,
+                "output": list(self.failed.output),
             }
         return document
 
@@ -83,7 +85,12 @@ class RelationLocal:
             bool(document.get("left", False)),
             None
             if not failed
-            else FailedHook(str(failed["kind"]), failed.get("remote"), int(failed.get("version", 0))),
+            else FailedHook(
+                str(failed["kind"]),
+                failed.get("remote"),
+                int(failed.get("version", 0)),
+                tuple(str(line) for line in failed.get("output") or ()),
+            ),
         )
 
 

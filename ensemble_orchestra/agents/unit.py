@@ -11,16 +11,16 @@ failing hook's last lines to the unit's node (``status``). The state is persiste
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from .. import __version__
 from ..charm.config import ConfigSchema
@@ -30,62 +30,32 @@ from ..state.client import StateClient
 from ..state.environment import read_settings, wait_initialized
 from ..state.errors import StateError, StateNodeExistsError, StateNotFoundError
 from ..state.layout import load_document, service_config_path, unit_agent_path, unit_resolved_path
+from ..state.relations import RelationsState
 from ..state.services import ServicesState, settings_digest
 from ..state.topology import Topology
 from ..state.topology_node import TopologyNode
-from ..state.units import OUTPUT_LINES, UnitPresence, UnitRecord, UnitsState, format_port, sort_ports
+from ..state.units import OUTPUT_LINES, RelationError, UnitPresence, UnitRecord, UnitsState, sort_ports
 from ..state.watch import SessionState
 from .config import AgentConfig, write_private
-from .hooks.context import IHookContext
 from .hooks.install import install_tools
-from .hooks.protocol import HookToolError
-from .hooks.runner import HookInvocation, HookRunner, hook_environment
+from .hooks.runner import HookInvocation, HookResult, HookRunner, hook_environment
 from .hooks.server import HookToolServer
 from .lifecycle import LocalState, next_step, settle
 from .reconciler import Reconciler
+from .relation_lifecycle import RelationLocal, RelationStep, RelationView
+from .relation_lifecycle import next_step as next_relation_step
+from .relation_members import RelationMembers
 from .system import global_addresses
+from .unit_context import HookRelation, UnitHookContext
 from .unit_paths import UNITS_DIR, UnitPaths
 
-__all__ = ["UnitAgent", "UnitHookContext"]
+__all__ = ["UnitAgent"]
 
 log = Logger()
 
 CONNECT_TIMEOUT = 60.0
 INITIALIZED_TIMEOUT = 600.0
 RECONCILE_INTERVAL = 30.0
-_LEVELS = {"DEBUG": log.debug, "INFO": log.info, "WARNING": log.warn, "ERROR": log.error, "CRITICAL": log.critical}
-
-
-@implementer(IHookContext)
-class UnitHookContext:
-    """What one hook run's tools see. Port changes are kept until the hook ends and stored only if it worked
-    (a failed hook leaves no half-made change behind: the same rule relation writes will follow)."""
-
-    def __init__(self, agent: UnitAgent, hook: str) -> None:
-        self.agent = agent
-        self.hook = hook
-        self.ports = set(agent.ports)
-
-    def config_get(self, key: str | None) -> Any:
-        settings = self.agent.effective_settings()
-        return dict(settings) if key is None else settings.get(key)
-
-    def unit_get(self, name: str) -> str:
-        address = self.agent.address
-        if address is None:
-            raise HookToolError(f"{name}: this machine has no global IPv4 address yet")
-        return address
-
-    def open_port(self, port: int, protocol: str) -> None:
-        self.ports.add(format_port(port, protocol))
-
-    def close_port(self, port: int, protocol: str) -> None:
-        self.ports.discard(format_port(port, protocol))
-
-    def log(self, level: str, message: str) -> None:
-        _LEVELS.get(level, log.info)(
-            "{unit} {hook}: {message}", unit=self.agent.unit_name, hook=self.hook, message=message
-        )
 
 
 class UnitAgent:
@@ -118,7 +88,11 @@ class UnitAgent:
         self.settings: dict[str, Any] = {}
         self.dying = False
         self.gone = False  # the unit left the topology: the machine agent stops us
-        self.resolved: tuple[bool, int] | None = None  # the request's retry flag and the node's czxid
+        self.resolved: ResolvedRequest | None = None
+        self.topology: Topology | None = None
+        self.relations: dict[int, RelationLocal] = {}  # the relations this unit entered, by id (persisted)
+        self.relations_state: RelationsState | None = None
+        self.members = RelationMembers(None, unit_name, lambda: self._reconciler.trigger())
         self._handled_resolved: int | None = None
         self.last_output: tuple[str, ...] = ()
         self.hooks_run: list[str] = []  # every hook run by this process, in order (tests read it)
@@ -135,13 +109,15 @@ class UnitAgent:
         await wait_initialized(client, INITIALIZED_TIMEOUT)
         identities = (await read_settings(client)).identities
         self.units = UnitsState(client, identities)
+        self.relations_state = RelationsState(client, identities)
+        self.members.client = client
         record = await self.units.read(self.unit_name)
         service = await ServicesState(client, identities).read(self.service_name)
         self.charm_id = record.charm or service.charm
         self.hook_timeout = service.hook_timeout
         charm = await read_charm(client, self.charm_id)
         self.schema = ConfigSchema.from_dict(charm.config, f"charm {self.charm_id}")
-        self.local = self._load_local()
+        self.local, self.relations = self._load_local()
         self.ports = set(record.open_ports)
         addresses = await global_addresses(self.reactor)
         self.address = addresses[0] if addresses else None
@@ -170,6 +146,7 @@ class UnitAgent:
             finally:
                 loop.stop()
         finally:
+            self.members.stop()
             await self.server.stop()
 
     async def close(self) -> None:
@@ -179,6 +156,7 @@ class UnitAgent:
     # -- watches (reactor thread) ---------------------------------------------------------------------------
 
     def _topology_changed(self, topology: Topology | None) -> None:
+        self.topology = topology
         service = topology.services.get(self.service_name) if topology else None
         unit = service.units.get(self.unit_name) if service else None
         if unit is None:
@@ -197,8 +175,8 @@ class UnitAgent:
         self.settings = settings or {}
         self._reconciler.trigger()
 
-    def _resolved_changed(self, request: tuple[bool, int] | None) -> None:
-        self.resolved = request if request is not None and request[1] != self._handled_resolved else None
+    def _resolved_changed(self, request: ResolvedRequest | None) -> None:
+        self.resolved = request if request is not None and request.czxid != self._handled_resolved else None
         self._reconciler.trigger()
 
     def _session_changed(self, state: SessionState) -> None:
@@ -221,31 +199,146 @@ class UnitAgent:
         return {**self.schema.defaults(), **self.settings}
 
     async def _advance(self) -> None:
-        """Run the lifecycle's steps until none is left (the reconciler runs this one at a time)."""
+        """Run the unit's and its relations' steps until none is left (the reconciler runs this one at a time).
+
+        The unit's own hooks come first; a relation's hooks run once the unit is started and not in error. A
+        dying unit leaves its relations (departed, broken) before its stop hook.
+        """
         assert self.units is not None
         while not self.gone:
+            if self.topology is not None:
+                await self.members.update(self.topology)
+            request = self.resolved
+            unit_retry = None if request is None or request.relation is not None else request.retry
             digest = settings_digest(self.effective_settings())
-            retry = None if self.resolved is None else self.resolved[0]
-            step = next_step(self.local, self.dying, retry, digest)
+            step = None if self.dying else next_step(self.local, False, unit_retry, digest)
+            if step is None and (self.dying or (self.local.state == "started" and not self.local.in_error)):
+                if await self._relation_step():
+                    continue
             if step is None:
+                step = next_step(self.local, self.dying, unit_retry, digest)
+            if step is None:
+                if request is not None and request.relation is not None:
+                    await self._clear_resolved()  # names no relation in error: nothing to do
+                    continue
                 return
             ok = True
             if step.hook is not None:
-                ok = await self._run_hook(step.hook)
+                ok = await self._run_unit_hook(step.hook)
             self.local = settle(self.local, step, ok)
             self._save_local()
             if step.clears_resolved and self.resolved is not None:
-                self._handled_resolved = self.resolved[1]
-                self.resolved = None
-                await self.units.clear_resolved(self.unit_name)
+                await self._clear_resolved()
             await self._report()
 
-    async def _run_hook(self, hook: str) -> bool:
-        assert self.server is not None and self.units is not None
+    async def _clear_resolved(self) -> None:
+        assert self.units is not None and self.resolved is not None
+        self._handled_resolved = self.resolved.czxid
+        self.resolved = None
+        await self.units.clear_resolved(self.unit_name)
+
+    def _relation_views(self) -> dict[int, RelationView]:
+        views: dict[int, RelationView] = {}
+        if self.topology is None:
+            return views
+        for relation in self.topology.relations_of(self.service_name):
+            views[relation.id] = RelationView(
+                relation.id,
+                relation.endpoint(self.service_name).name,
+                relation.remote_service(self.service_name),
+                not self.dying,
+                self.members.members(relation.id),
+            )
+        return views
+
+    async def _relation_step(self) -> bool:
+        """Take the first relation step there is; False when no relation has anything to do."""
+        if self.topology is None:
+            return False
+        views = self._relation_views()
+        request = self.resolved
+        for relation_id in sorted(set(views) | set(self.relations)):
+            local = self.relations.get(relation_id)
+            resolved = None
+            if request is not None and request.relation is not None and local is not None:
+                if local.failed is not None and request.relation in (local.name, local.key):
+                    resolved = request.retry
+            step = next_relation_step(local, views.get(relation_id), resolved)
+            if step is not None:
+                await self._take(relation_id, step)
+                return True
+        return False
+
+    async def _take(self, relation_id: int, step: RelationStep) -> None:
+        assert self.relations_state is not None
+        after: RelationLocal | None = step.success
+        if step.action == "enter":
+            settings = {"private-address": self.address} if self.address else {}
+            await self.relations_state.enter(self.unit_name, relation_id, settings, self.owner)
+            log.info("unit {unit} entered relation {key}", unit=self.unit_name, key=step.failure.key)
+        elif step.action == "leave":
+            await self.relations_state.leave(self.unit_name, relation_id)
+            log.info("unit {unit} left relation {key}", unit=self.unit_name, key=step.failure.key)
+        elif step.action == "hook":
+            after = await self._run_relation_hook(step)
+        if after is None:
+            self.relations.pop(relation_id, None)
+            log.info("unit {unit}: relation {key} is gone", unit=self.unit_name, key=step.failure.key)
+        else:
+            self.relations[relation_id] = after
+            self.members.forget(relation_id, set(after.joined))
+        self._save_local()
+        if step.clears_resolved and self.resolved is not None:
+            await self._clear_resolved()
+        await self._report()
+
+    async def _run_relation_hook(self, step: RelationStep) -> RelationLocal | None:
+        assert self.relations_state is not None and step.kind is not None
+        relation = step.failure  # the relation as it was before the hook (failure only adds `failed`)
+        relation = RelationLocal(relation.id, relation.name, relation.remote_service, relation.joined, relation.left)
+        hook = f"{relation.name}-relation-{step.kind}"
+        extra = {"ENSEMBLE_RELATION": relation.name, "JUJU_RELATION": relation.name}
+        extra |= {"ENSEMBLE_RELATION_ID": relation.key, "JUJU_RELATION_ID": relation.key}
+        if step.remote is not None:
+            extra |= {"ENSEMBLE_REMOTE_UNIT": step.remote, "JUJU_REMOTE_UNIT": step.remote}
+        context = UnitHookContext(self, hook, HookRelation(relation, step.kind, step.remote))
+        result = await self._run_hook(hook, context, extra)
+        if not result.ok:
+            assert step.failure.failed is not None
+            failed = dataclasses.replace(step.failure.failed, output=self._failure_output(result))
+            return dataclasses.replace(step.failure, failed=failed)
+        for relation_id, changes in sorted(context.relation_writes.items()):
+            target = self.relations.get(relation_id)
+            if target is not None and not target.left and changes:
+                await self.relations_state.write(self.unit_name, relation_id, changes)
+        self.ports = context.ports
+        return step.success
+
+    async def own_relation_settings(self, relation_id: int) -> dict[str, str]:
+        """This unit's settings in a relation, as stored (a hook's own unwritten changes are its context's)."""
+        assert self.relations_state is not None
+        settings = await self.relations_state.read(self.unit_name, relation_id)
+        return dict(settings.values) if settings else {}
+
+    async def _run_unit_hook(self, hook: str) -> bool:
         context = UnitHookContext(self, hook)
+        result = await self._run_hook(hook, context, {})
+        if result.missing:
+            return True
+        self.last_output = self._failure_output(result) if not result.ok else tuple(result.output_tail)
+        if result.ok:
+            self.ports = context.ports  # stored with the state the step reports next
+        return result.ok
+
+    def _failure_output(self, result: HookResult) -> tuple[str, ...]:
+        """A failing hook's last lines and how it ended (exit code, signal, timeout), for status."""
+        return tuple(result.output_tail)[-(OUTPUT_LINES - 1) :] + (result.summary(),)
+
+    async def _run_hook(self, hook: str, context: UnitHookContext, extra: dict[str, str]) -> HookResult:
+        assert self.server is not None
         client_id = self.server.open_context(context)
         env = hook_environment(
-            self.unit_name, self.paths.charm, self.paths.socket, client_id, self.paths.tools, hook, {}
+            self.unit_name, self.paths.charm, self.paths.socket, client_id, self.paths.tools, hook, extra
         )
         log.info("unit {unit}: running hook {hook}", unit=self.unit_name, hook=hook)
         self.hooks_run.append(hook)
@@ -263,23 +356,33 @@ class UnitAgent:
             self.server.close_context(client_id)
         if result.missing:
             log.info("unit {unit}: the charm has no hooks/{hook}: nothing to run", unit=self.unit_name, hook=hook)
-            return True
-        self.last_output = tuple(result.output_tail)[-(OUTPUT_LINES - 1) :]
-        if not result.ok:
-            self.last_output += (result.summary(),)  # how it ended: exit code, signal, timeout
+        elif not result.ok:
             log.error("unit {unit}: {summary}", unit=self.unit_name, summary=result.summary())
-            return False
-        log.info(
-            "unit {unit}: hook {hook} done in {seconds:.1f} s", unit=self.unit_name, hook=hook, seconds=result.duration
-        )
-        self.ports = context.ports  # stored with the state the step reports next
-        return True
+        else:
+            log.info(
+                "unit {unit}: hook {hook} done in {seconds:.1f} s",
+                unit=self.unit_name,
+                hook=hook,
+                seconds=result.duration,
+            )
+        return result
 
     # -- records --------------------------------------------------------------------------------------------
 
     async def _report(self) -> None:
         assert self.units is not None
         failed = self.local.in_error
+        relation_errors = {
+            relation.key: RelationError(
+                relation.name,
+                relation.remote_service,
+                f"{relation.name}-relation-{relation.failed.kind}",
+                relation.failed.remote,
+                relation.failed.output,
+            )
+            for _, relation in sorted(self.relations.items())
+            if relation.failed is not None
+        }
         record = UnitRecord(
             self.unit_name,
             self.local.reported,
@@ -289,6 +392,7 @@ class UnitAgent:
             self.address,
             self.address,
             sort_ports(self.ports),
+            relation_errors,
         )
         try:
             await self.units.report(record)
@@ -304,22 +408,38 @@ class UnitAgent:
             await self.client.delete(unit_agent_path(self.unit_name))
             await self.units.register(self.unit_name, presence, self.owner)
 
-    def _load_local(self) -> LocalState:
+    def _load_local(self) -> tuple[LocalState, dict[int, RelationLocal]]:
         try:
             document = yaml.safe_load(self.paths.state.read_text()) or {}
+            relations = {
+                int(k): RelationLocal.from_document(int(k), v) for k, v in (document.get("relations") or {}).items()
+            }
         except FileNotFoundError:
-            return LocalState()
-        except (OSError, yaml.YAMLError) as exc:
+            return LocalState(), {}
+        except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateError(f"{self.paths.state}: cannot read the unit's state ({exc}): repair or remove it") from None
-        return LocalState.from_document(document)
+        return LocalState.from_document(document), relations
 
     def _save_local(self) -> None:
-        write_private(self.paths.state, yaml.safe_dump(self.local.to_document(), default_flow_style=False))
+        document = self.local.to_document()
+        document["relations"] = {k: r.to_document() for k, r in sorted(self.relations.items())}
+        write_private(self.paths.state, yaml.safe_dump(document, default_flow_style=False))
 
 
 def _settings(data: bytes, stat: Any) -> dict[str, Any]:
     return load_document(data, "service settings")
 
 
-def _resolved(data: bytes, stat: Any) -> tuple[bool, int]:
-    return bool(load_document(data, "resolved request").get("retry", False)), int(stat.czxid)
+class ResolvedRequest(NamedTuple):
+    """A pending ``resolved`` request: retry the failed hook?, for which relation (None: the unit's own hook),
+    and the node's czxid (a request is handled once)."""
+
+    retry: bool
+    relation: str | None
+    czxid: int
+
+
+def _resolved(data: bytes, stat: Any) -> ResolvedRequest:
+    document = load_document(data, "resolved request")
+    relation = document.get("relation")
+    return ResolvedRequest(bool(document.get("retry", False)), None if relation is None else str(relation), stat.czxid)

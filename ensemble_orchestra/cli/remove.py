@@ -71,8 +71,8 @@ async def _stop_and_remove(
     progress: Progress,
     service: str | None = None,
 ) -> list[int]:
-    if names:
-        await services.mark_dying(names)
+    if names or service is not None:
+        await services.mark_dying(names, service=service)  # destroy-service: its relations go first
     if names and not args.force:
         records = await services.units.read_many(names)
         connected = await services.units.connected(names)

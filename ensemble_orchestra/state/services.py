@@ -26,7 +26,7 @@ from .layout import (
     unit_path,
 )
 from .machines import MachineRecord
-from .topology import Topology
+from .topology import Endpoint, Topology
 from .topology_node import TopologyNode
 from .transaction import Create, Delete, Operation
 from .units import UnitRecord, UnitsState
@@ -91,13 +91,23 @@ class ServicesState:
 
     # -- changes -------------------------------------------------------------------------------------------
 
-    async def deploy(self, service: ServiceRecord, settings: Mapping[str, Any], count: int) -> list[str]:
-        """Service *service* with *count* units, each on a new machine; the units' names."""
+    async def deploy(
+        self,
+        service: ServiceRecord,
+        settings: Mapping[str, Any],
+        count: int,
+        peers: Sequence[tuple[str, Endpoint]] = (),
+    ) -> list[str]:
+        """Service *service* with *count* units, each on a new machine, and its *peers* relations
+        ((interface, endpoint) pairs, from its charm); the units' names."""
         if count < 1:
             raise TopologyError(f"deploy {service.name}: the number of units must be at least 1")
 
         def change(topology: Topology) -> Topology:
-            return _add_units(topology.add_service(service.name, service.charm), service.name, count)
+            topology = topology.add_service(service.name, service.charm)
+            for interface, endpoint in peers:
+                topology = topology.add_relation(interface, (endpoint,))
+            return _add_units(topology, service.name, count)
 
         def nodes(old: Topology, new: Topology) -> Sequence[Operation]:
             shared = tuple(self.identities.shared())
@@ -142,8 +152,15 @@ class ServicesState:
             )
         return operations
 
-    async def mark_dying(self, unit_names: Sequence[str]) -> None:
+    async def mark_dying(self, unit_names: Sequence[str], service: str | None = None) -> None:
+        """Mark units dying (their agents leave their relations, then run the stop hook); with *service*
+        (destroy-service), its relations with other services go in the same change."""
+
         def change(topology: Topology) -> Topology:
+            if service is not None:
+                for relation in topology.relations_of(service):
+                    if relation.services != (service,):
+                        topology = topology.remove_relation(relation.id)
             for name in unit_names:
                 topology = topology.mark_dying(name)
             return topology
@@ -185,7 +202,7 @@ class ServicesState:
             operations: list[Operation] = []
             for name in unit_names:
                 path = unit_path(name)
-                operations += [Delete(f"{path}/{child}") for child in children[path]]
+                operations += [Delete(child) for child in children[path]]  # deepest first
                 operations.append(Delete(path))
             for machine in doomed:
                 if agents.get(machine):
@@ -199,13 +216,22 @@ class ServicesState:
         return list(doomed)
 
     async def _children(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        """Every node under each of *paths* (its agent, resolved request, relation settings), deepest first."""
         found: dict[str, list[str]] = {}
         for path in paths:
-            try:
-                found[path] = await self.client.get_children(path)
-            except StateNotFoundError:
-                found[path] = []
+            found[path] = await self._descendants(path)
         return found
+
+    async def _descendants(self, path: str) -> list[str]:
+        try:
+            children = await self.client.get_children(path)
+        except StateNotFoundError:
+            return []
+        nodes: list[str] = []
+        for child in sorted(children):
+            nodes += await self._descendants(f"{path}/{child}")
+            nodes.append(f"{path}/{child}")
+        return nodes
 
     async def set_settings(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Merge *changes* into service *name*'s settings (a None value resets the key to the charm's default),

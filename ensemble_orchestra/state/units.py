@@ -10,8 +10,8 @@ the unit agent), ``resolved`` (``retry: bool``: the CLI asks, the agent acts and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from kazoo.security import ACL, Id, Permissions
@@ -30,6 +30,7 @@ from .layout import (
 
 __all__ = [
     "ERROR_STATES",
+    "RelationError",
     "UNIT_STATES",
     "UnitPresence",
     "UnitRecord",
@@ -63,6 +64,37 @@ def sort_ports(ports: Iterable[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class RelationError:
+    """A relation whose hook failed on this unit: nothing more of it runs until ``resolved UNIT RELATION``."""
+
+    name: str  # the relation's name on this unit's side: "db"
+    remote_service: str
+    hook: str  # "db-relation-changed"
+    remote_unit: str | None  # the hook's remote unit (None for -broken)
+    hook_output: tuple[str, ...] = ()
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "remote-service": self.remote_service,
+            "hook": self.hook,
+            "remote-unit": self.remote_unit,
+            "hook-output": list(self.hook_output),
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> RelationError:
+        remote = document.get("remote-unit")
+        return cls(
+            str(document["name"]),
+            str(document["remote-service"]),
+            str(document["hook"]),
+            None if remote is None else str(remote),
+            tuple(str(line) for line in document.get("hook-output") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class UnitRecord:
     """What ``/units/<service>-<n>`` holds."""
 
@@ -74,6 +106,7 @@ class UnitRecord:
     private_address: str | None = None
     public_address: str | None = None
     open_ports: tuple[str, ...] = ()  # "3306/tcp", sorted by port
+    relation_errors: Mapping[str, RelationError] = field(default_factory=dict)  # by relation id ("db:3")
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -84,6 +117,7 @@ class UnitRecord:
             "private-address": self.private_address,
             "public-address": self.public_address,
             "open-ports": list(self.open_ports),
+            "relation-errors": {key: error.to_document() for key, error in sorted(self.relation_errors.items())},
         }
 
     @classmethod
@@ -105,6 +139,7 @@ class UnitRecord:
             text("private-address"),
             text("public-address"),
             sort_ports(str(p) for p in document.get("open-ports") or ()),
+            {str(k): RelationError.from_document(v) for k, v in (document.get("relation-errors") or {}).items()},
         )
 
     @property
@@ -180,11 +215,13 @@ class UnitsState:
 
     # -- the CLI -------------------------------------------------------------------------------------------
 
-    async def request_resolved(self, name: str, retry: bool) -> None:
-        """Ask the unit's agent to leave its error state (running the failed hook again with *retry*)."""
-        await self.client.create(
-            unit_resolved_path(name), dump_document({"retry": retry}), acl=self.identities.shared()
-        )
+    async def request_resolved(self, name: str, retry: bool, relation: str | None = None) -> None:
+        """Ask the unit's agent to leave its error state, or *relation*'s (running the failed hook again with
+        *retry*)."""
+        document: dict[str, Any] = {"retry": retry}
+        if relation is not None:
+            document["relation"] = relation
+        await self.client.create(unit_resolved_path(name), dump_document(document), acl=self.identities.shared())
 
     # -- the provisioning agent ----------------------------------------------------------------------------
 
