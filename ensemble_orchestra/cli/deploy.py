@@ -21,6 +21,7 @@ from ..charm._yaml import load_yaml
 from ..charm.url import is_valid_name
 from ..constraints import parse_constraints
 from ..errors import UsageError
+from ..state.endpoints import peer_relations
 from ..state.errors import TopologyError
 from ..state.services import DEFAULT_HOOK_TIMEOUT, ServiceRecord, ServicesState
 from ..state.topology_node import TopologyNode
@@ -155,7 +156,8 @@ def run_deploy(args: argparse.Namespace) -> int | None:
         )
         record = ServiceRecord(service, charm.id, checked["constraints"], args.hook_timeout)
         services = ServicesState(client, identities)
-        units = await services.deploy(record, checked["settings"], args.num_units)
+        peers = peer_relations(service, checked["directory"].metadata)
+        units = await services.deploy(record, checked["settings"], args.num_units, peers)
         progress.done()
         print(f"deployed {service} ({charm.id}): {', '.join(units)}, each on a new machine")
         await _maybe_wait(args, reactor, services, units, progress)

@@ -14,7 +14,21 @@ import argparse
 import sys
 
 from .. import __version__
-from . import bootstrap, debug_log, deploy, destroy, init, remove, resolved, service_config, ssh, status, terminate
+from . import (
+    bootstrap,
+    debug_log,
+    deploy,
+    destroy,
+    expose,
+    init,
+    relation,
+    remove,
+    resolved,
+    service_config,
+    ssh,
+    status,
+    terminate,
+)
 from ._provider import PROG
 from ._run import run_command
 from .options import add_global_options
@@ -32,7 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Ensemble service orchestration on bare metal")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
-    for command in (bootstrap, status, deploy, remove, service_config, resolved, destroy, terminate, ssh, debug_log):
+    for command in (
+        bootstrap,
+        status,
+        deploy,
+        remove,
+        relation,
+        expose,
+        service_config,
+        resolved,
+        destroy,
+        terminate,
+        ssh,
+        debug_log,
+    ):
         command.add_parser(commands, [with_env])
     init.add_parser(commands, [])
     return add_global_options(parser)

@@ -95,11 +95,28 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
             if record is not None and record.in_error:
                 entry["agent-state-info"] = f"hook {record.hook} failed"
                 entry["hook-output"] = list(record.hook_output[-STATUS_OUTPUT_LINES:])
+            if record is not None and record.relation_errors:
+                errors = sorted(record.relation_errors.values(), key=lambda e: e.name)
+                entry["relation-errors"] = {e.name: [e.remote_service] for e in errors}  # Ensemble's layout
+                entry["relation-errors-info"] = {
+                    key: {
+                        "hook": e.hook,
+                        "remote-unit": e.remote_unit,
+                        "hook-output": list(e.hook_output[-STATUS_OUTPUT_LINES:]),
+                    }
+                    for key, e in sorted(record.relation_errors.items())
+                }
             if unit.dying:
                 entry["life"] = "dying"
             entries[unit.name] = entry
         constraints = constraints_of[name]
-        services[name] = {"charm": service.charm, "units": entries}
+        services[name] = {"charm": service.charm, "exposed": service.exposed, "units": entries}
+        relations: dict[str, list[str]] = {}
+        for relation in topology.relations_of(name):
+            own = relation.endpoint(name).name
+            relations.setdefault(own, []).append(relation.remote_service(name))
+        if relations:
+            services[name]["relations"] = {k: sorted(v) for k, v in sorted(relations.items())}
         if constraints:
             services[name]["constraints"] = constraints
     return services

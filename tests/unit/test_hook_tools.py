@@ -203,3 +203,18 @@ async def test_relation_tools(server: HookToolServer) -> None:
     assert refused == ToolRun("", "relation-get: unknown relation 'db:9': see relation-ids\n", 1)
     missing = await tool(env, "relation-get", "x", "other/0")
     assert missing.err == "relation-get: unit other/0 is not in the relation\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_relation_set_from_a_file_keeps_values_off_the_command_line(
+    server: HookToolServer, tmp_path: Path
+) -> None:
+    fake = FakeHookContext(relations={"db:3": {"mysql/0": {"user": "old"}}}, relation="db:3", unit="mysql/0")
+    env = {"JUJU_AGENT_SOCKET": str(server.socket_path), "JUJU_CONTEXT_ID": server.open_context(fake)}
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"password": "s3cret", "user": "blog", "host": "10.0.0.2"}))
+    assert await tool(env, "relation-set", "--file", str(settings), "host=10.0.0.9") == ToolRun("", "", 0)
+    assert fake.relations["db:3"]["mysql/0"] == {"password": "s3cret", "user": "blog", "host": "10.0.0.9"}
+    settings.write_text('["s3cret"]')
+    refused = await tool(env, "relation-set", "--file", str(settings))
+    assert refused.code == 2 and "not a JSON object of strings" in refused.err and "s3cret" not in refused.err

@@ -12,6 +12,7 @@ times, so a tool's start is most of its cost (``test_hook_tools`` holds Twisted 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -61,6 +62,24 @@ def _setting(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _settings_file(path: str) -> dict[str, str]:
+    """relation-set --file: a JSON object of strings (JSON is YAML, so Juju's --file takes the same file)."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        found = json.loads(text)
+    except (OSError, ValueError) as exc:
+        found = exc
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        why = found.strerror if isinstance(found, OSError) else "not a JSON object of strings"
+        sys.stderr.write(f"relation-set: --file {path}: {why}\n")  # never the file's text: it holds secrets
+        raise SystemExit(2)
+    return found  # a value "" deletes its key, as KEY= does
+
+
 def _relation_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-r", "--relation", metavar="ID", help="the relation (default: the hook's own), e.g. db:3")
 
@@ -99,6 +118,12 @@ def _parser(tool: str) -> argparse.ArgumentParser:
             " hook exits 0."
         )
         _relation_option(parser)
+        parser.add_argument(
+            "--file",
+            metavar="FILE",
+            help="also the settings in FILE (- for stdin), a JSON object of strings: keeps values such as"
+            " passwords off the command line; KEY=VALUE arguments win",
+        )
         parser.add_argument("settings", metavar="KEY=VALUE", nargs="*", type=_setting)
     elif tool == "relation-list":
         parser.description = "Print the remote units in the relation, one per line."
@@ -129,7 +154,8 @@ def parse(tool: str, argv: Sequence[str]) -> tuple[dict[str, Any], argparse.Name
         key = None if options.key in (None, "-") else options.key
         args = {"relation-id": options.relation, "key": key, "unit": options.unit}
     elif name == "relation-set":
-        args = {"relation-id": options.relation, "settings": dict(options.settings)}
+        settings = _settings_file(options.file) if options.file else {}
+        args = {"relation-id": options.relation, "settings": {**settings, **dict(options.settings)}}
     elif name == "relation-list":
         args = {"relation-id": options.relation}
     elif name == "relation-ids":
