@@ -21,6 +21,7 @@ from ..state.environment import EnvironmentSettings, initialize_tree
 from ..state.errors import StateConnectionError, StateError
 from ..state.machines import MachineRecord
 from .config import CONFIG_DIR, AgentConfig
+from .firewall import install_service as install_firewall_service
 from .services import MACHINE_AGENT, PROVISIONING_AGENT, UNIT_DIR, unit_name, unit_text
 from .system import global_addresses, run
 
@@ -120,6 +121,7 @@ async def initialize(reactor: Any, options: InitializeOptions) -> bool:
 
     for agent, config_path in ((MACHINE_AGENT, machine_path), (PROVISIONING_AGENT, provisioning_path)):
         (options.unit_dir / unit_name(agent)).write_text(unit_text(agent, config_path))
+    await install_firewall_service(reactor, options.unit_dir)  # loads the agent's last rules at boot
     await run(reactor, ["systemctl", "daemon-reload"])
     await run(reactor, ["systemctl", "enable", "--now", unit_name(MACHINE_AGENT), unit_name(PROVISIONING_AGENT)])
     return created

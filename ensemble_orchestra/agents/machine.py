@@ -29,6 +29,8 @@ from ..state.units import UnitsState
 from ..state.watch import SessionState
 from .config import AgentConfig
 from .deployer import UnitDeployer
+from .firewall import Firewall
+from .firewall_keeper import FirewallKeeper
 from .reconciler import Reconciler
 from .system import global_addresses
 
@@ -42,7 +44,10 @@ RECONCILE_INTERVAL = 30.0
 
 
 class MachineAgent:
-    def __init__(self, reactor: Any, config: AgentConfig, make_deployer: Any = None) -> None:
+    def __init__(
+        self, reactor: Any, config: AgentConfig, make_deployer: Any = None, firewall: Firewall | None = None
+    ) -> None:
+        """*firewall*: this machine's (None: the agent keeps no firewall, e.g. a test on a workstation)."""
         if config.machine_id is None:
             raise StateError("the machine agent's config has no machine-id: reinstall the machine")
         self.reactor = reactor
@@ -54,6 +59,8 @@ class MachineAgent:
         self.stopped: Deferred[None] = Deferred()
         self.make_deployer = make_deployer or UnitDeployer
         self.deployer: UnitDeployer | None = None
+        self.firewall = firewall
+        self.firewall_keeper: FirewallKeeper | None = None
         self._reconciler = Reconciler(self._reconcile, "deploying units")
 
     async def run(self) -> None:
@@ -70,8 +77,13 @@ class MachineAgent:
         self.deployer = self.make_deployer(
             self.reactor, self.client, UnitsState(self.client, settings.identities), self.machine_id
         )
-        await TopologyNode(self.client).watch(lambda topology: self._reconciler.trigger())
-        loop = LoopingCall(self._reconciler.trigger)
+        units = UnitsState(self.client, settings.identities)
+        if self.firewall is not None:
+            self.firewall_keeper = FirewallKeeper(
+                self.reactor, self.client, self.machines, units, self.machine_id, self.firewall, self._zookeeper_port()
+            )
+        await TopologyNode(self.client).watch(self._topology_changed)
+        loop = LoopingCall(self._tick)
         loop.clock = self.reactor
         loop.start(RECONCILE_INTERVAL, now=False)
         try:
@@ -79,6 +91,25 @@ class MachineAgent:
         finally:
             if loop.running:
                 loop.stop()
+            if self.firewall_keeper is not None:
+                self.firewall_keeper.stop()
+
+    def _topology_changed(self, topology: Topology | None) -> None:
+        self._reconciler.trigger()
+        if self.firewall_keeper is not None:
+            self.firewall_keeper.topology_changed(topology)
+
+    def _tick(self) -> None:
+        self._reconciler.trigger()
+        if self.firewall_keeper is not None:
+            self.firewall_keeper.trigger()
+
+    def _zookeeper_port(self) -> int | None:
+        """The port of this machine's ZooKeeper (machine 0 runs it; the agents' config names it)."""
+        if self.machine_id != 0 or not self.config.zookeeper_servers:
+            return None
+        _, _, port = self.config.zookeeper_servers.split(",")[0].rpartition(":")
+        return int(port) if port.isdigit() else 2181
 
     async def _reconcile(self) -> None:
         assert self.client is not None and self.deployer is not None

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from ..errors import EnsembleError
 from .config import CONFIG_DIR, LOG_DIR, AgentConfig
+from .firewall import install_service as install_firewall_service
 from .initialize import InitializeOptions, initialize
 from .logfile import start_logging
 from .services import MACHINE_AGENT, PROVISIONING_AGENT, UNIT_DIR, unit_name, unit_text
@@ -74,6 +75,7 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
     elif args.command == "install-agent":
         AgentConfig.load(args.config)  # refuse to install a service that could not start
         (UNIT_DIR / unit_name(args.agent)).write_text(unit_text(args.agent, args.config))
+        await install_firewall_service(reactor)  # loads the agent's last rules at boot (agents/firewall.py)
         await run(reactor, ["systemctl", "daemon-reload"])
         await run(reactor, ["systemctl", "enable", "--now", unit_name(args.agent)])
     elif args.command == "unit-agent":
@@ -85,9 +87,10 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
         finally:
             await unit_agent.close()
     elif args.command == MACHINE_AGENT:
+        from .firewall import Firewall
         from .machine import MachineAgent
 
-        await MachineAgent(reactor, AgentConfig.load(args.config)).run()
+        await MachineAgent(reactor, AgentConfig.load(args.config), firewall=Firewall(reactor)).run()
     else:
         from .provisioning import ProvisioningAgent
 

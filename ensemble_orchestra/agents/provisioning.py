@@ -169,7 +169,10 @@ class ProvisioningAgent:
                         instance=found.instance_id,
                     )
                     record = dataclasses.replace(
-                        record, provider_machine_id=found.instance_id, instance_name=found.system_name
+                        record,
+                        provider_machine_id=found.instance_id,
+                        instance_name=found.system_name,
+                        address=_address(found),
                     )
                     await self.machines.record_instance(record)
                     # Its launcher may have died between the ownership edit and the power-on.
@@ -245,7 +248,11 @@ class ProvisioningAgent:
             raise
         await self.machines.record_instance(
             dataclasses.replace(
-                record, provider_machine_id=machine.instance_id, instance_name=machine.system_name, launch_error=None
+                record,
+                provider_machine_id=machine.instance_id,
+                instance_name=machine.system_name,
+                launch_error=None,
+                address=_address(machine),
             )
         )
         self.launched.append(machine_id)
@@ -255,3 +262,8 @@ class ProvisioningAgent:
             name=machine.system_name,
             instance=machine.instance_id,
         )
+
+
+def _address(machine: Any) -> str | None:
+    """The address the provider recorded for *machine* (an Orchestra machine's Cobbler interface IP), if any."""
+    return getattr(machine, "address", "") or None

@@ -41,6 +41,9 @@ class MachineRecord:
     agent_identity: str | None = None  # digest identity of machine N's agent
     constraints: Mapping[str, str] = field(default_factory=dict)  # what the provider must match (its service's)
     launch_error: str | None = None  # the provisioning agent's last failure to launch it (None: none)
+    # The address the provider recorded for it (Cobbler's interface IP), known at launch, before its agent
+    # runs: machine 0's firewall lets it reach ZooKeeper (None: the provider has none).
+    address: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -52,6 +55,8 @@ class MachineRecord:
             document["constraints"] = dict(self.constraints)
         if self.launch_error:
             document["launch-error"] = self.launch_error
+        if self.address:
+            document["address"] = self.address
         return document
 
     @classmethod
@@ -68,6 +73,7 @@ class MachineRecord:
             text("agent-identity"),
             constraints,
             text("launch-error"),
+            text("address"),
         )
 
 
