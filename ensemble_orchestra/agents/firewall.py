@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
@@ -188,8 +189,11 @@ class Firewall:
         timed_out = []
 
         def kill() -> None:
+            try:
+                transport.signalProcess("KILL")
+            except ProcessExitedAlready:
+                return  # it ended as the bound came: its result counts
             timed_out.append(True)
-            transport.signalProcess("KILL")
 
         timer = self.reactor.callLater(self.timeout, kill)
         try:
@@ -267,12 +271,17 @@ ExecStopPost={load}
 """
 
 
-async def install_service(reactor: Any, unit_dir: Path = UNIT_DIR, path: Path = RULES_PATH) -> None:
+async def install_service(
+    reactor: Any,
+    unit_dir: Path = UNIT_DIR,
+    path: Path = RULES_PATH,
+    command: Callable[[Any, Sequence[str]], Awaitable[str]] = run,
+) -> None:
     """Write and enable the boot unit, and the drop-in for nftables.service (nothing started: the machine agent
-    loads the rules itself when it applies them)."""
+    loads the rules itself when it applies them). Run where the agents' units are installed."""
     (unit_dir / SERVICE).write_text(service_text(path))
     drop_in = unit_dir / NFTABLES_DROP_IN
     drop_in.parent.mkdir(parents=True, exist_ok=True)
     drop_in.write_text(nftables_drop_in_text(path))
-    await run(reactor, ["systemctl", "daemon-reload"])
-    await run(reactor, ["systemctl", "enable", SERVICE])
+    await command(reactor, ["systemctl", "daemon-reload"])
+    await command(reactor, ["systemctl", "enable", SERVICE])
