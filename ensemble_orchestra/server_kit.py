@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cobbler import CobblerClient, DistroRecord, ProfileRecord, SystemRecord
+from .commissioning.setup import COMMISSIONING_NAME, CommissioningSetup, ensure_commissioning
 from .errors import EnsembleError
 from .kit import kit_dir
 
@@ -147,6 +148,8 @@ def plan_profiles(
     notes: list[str] = []
     groups: dict[str, list[DistroRecord]] = {}
     for distro in sorted(distros, key=lambda d: d.name):
+        if distro.name == COMMISSIONING_NAME:
+            continue  # the commissioning image: its own profile (commissioning/setup.py), nothing to install
         if not distro.os_version:
             notes.append(f"distro {distro.name} skipped: it has no os_version (the series names the profile)")
         elif distro.breed not in INSTALLER_BREEDS:
@@ -205,12 +208,14 @@ async def setup_server(
     *,
     available_class: str = DEFAULT_AVAILABLE_CLASS,
     acquired_class: str = DEFAULT_ACQUIRED_CLASS,
+    commissioning: CommissioningSetup | None = None,
 ) -> SetupReport:
     """Make the server behind *client* ready for Ensemble; idempotent.
 
     Calls: 1 version + 1 login, 2 listings + 1 read per existing kit file, 1 ``get_item_names``,
     ``get_distros`` + ``get_profiles`` + ``get_systems`` (1 each), then 1 write per difference.
-    Templates and snippets are written before the profiles that name them.
+    Templates and snippets are written before the profiles that name them. With *commissioning*, the
+    commissioning image's distro and profile too (2 more reads, ``commissioning/setup.py``).
     """
     version = await client.server_version()
     if version.major < 3:
@@ -221,6 +226,9 @@ async def setup_server(
     await _upload_files(client, kit, report)
     await _ensure_classes(client, (available_class, acquired_class), report)
     await _ensure_profiles(client, kit.preseed_name, report)
+    if commissioning is not None:
+        for change in await ensure_commissioning(client, commissioning):
+            report.changes.append(Change(change.kind, COMMISSIONING_NAME, change.action, change.detail))
     systems = await client.find_systems_expanded({})
     report.systems = len(systems)
     report.power_gaps = power_gaps(systems)

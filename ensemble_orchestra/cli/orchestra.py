@@ -1,4 +1,5 @@
-"""``ensemble-orchestra``: the lab and the Orchestra server-kit commands (``setup-server``)."""
+"""``ensemble-orchestra``: the lab, the Orchestra server-kit command (``setup-server``) and the hardware
+inventory (``commission``, ``systems``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..cobbler import CobblerClient
+from ..commissioning.setup import CommissioningSetup
 from ..http.agent import read_ca_bundle
 from ..lab.lab import Lab, LabStatus
 from ..lab.layout import DEFAULT_BASE_PORT, DEFAULT_SYSTEMS, LabSpec, default_lab_dir
@@ -26,14 +28,16 @@ from ..server_kit import (
     load_kit,
     setup_server,
 )
+from . import commission
 from ._run import UsageError, run_command
 from .options import add_global_options
 from .reactor_run import run_on_reactor
 
-__all__ = ["PASSWORD_ENV", "main"]
+__all__ = ["COMMISSIONING_PASSWORD_ENV", "PASSWORD_ENV", "main"]
 
 PROG = "ensemble-orchestra"
 PASSWORD_ENV = "ENSEMBLE_ORCHESTRA_PASSWORD"
+COMMISSIONING_PASSWORD_ENV = "ENSEMBLE_COMMISSIONING_PASSWORD"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--available-class", default=DEFAULT_AVAILABLE_CLASS, help="default %(default)s")
     setup.add_argument("--acquired-class", default=DEFAULT_ACQUIRED_CLASS, help="default %(default)s")
     setup.add_argument("--ca-bundle", type=Path, default=None, metavar="FILE", help="PEM CA certificates for https")
+    image = setup.add_argument_group(
+        "commissioning",
+        f"register the commissioning image (docs/commissioning.md); all three paths/URL or none; the"
+        f" commissioning user's password comes from ${COMMISSIONING_PASSWORD_ENV} or a prompt",
+    )
+    image.add_argument("--commissioning-kernel", metavar="PATH", help="the image's kernel, on the Cobbler server")
+    image.add_argument("--commissioning-initrd", metavar="PATH", help="the image's initrd, on the Cobbler server")
+    image.add_argument(
+        "--commissioning-url",
+        metavar="URL",
+        help="the storage's commissioning/incoming/ as the systems reach it, e.g."
+        " http://orchestra/webdav/commissioning/incoming/",
+    )
+    image.add_argument("--commissioning-user", default="ensemble-commissioning", help="default %(default)s")
+    commission.add_commands(commands)
     return parser
 
 
@@ -108,14 +127,18 @@ def _format_status(status: LabStatus) -> str:
     lines.append("")
     if status.cobbler_error:
         lines.append(f"cobbler: could not list systems ({status.cobbler_error})")
-    lines.append(f"{'SYSTEM':<10} {'POWER':<6} {'BMC':<16} {'PROFILE':<16} {'NETBOOT':<8} MGMT CLASSES")
+    lines.append(f"{'SYSTEM':<10} {'POWER':<6} {'BMC':<16} {'PROFILE':<22} {'NETBOOT':<8} MGMT CLASSES")
     for system in status.systems:
         row = system.cobbler
         profile = row.profile if row else "(not in Cobbler)"
         netboot = ("on" if row.netboot_enabled else "off") if row else "-"
         classes = ",".join(row.mgmt_classes) if row else "-"
         power = "on" if system.power_on else "off"
-        lines.append(f"{system.name:<10} {power:<6} {system.bmc:<16} {profile:<16} {netboot:<8} {classes}")
+        lines.append(f"{system.name:<10} {power:<6} {system.bmc:<16} {profile:<22} {netboot:<8} {classes}")
+    lines += ["", f"{'SYSTEM':<10} COMMISSIONED HARDWARE"]
+    for system in status.systems:
+        hardware = system.cobbler.hardware if system.cobbler else ""
+        lines.append(f"{system.name:<10} {hardware or '(not commissioned: ensemble-orchestra commission)'}")
     booted = [s for s in status.systems if s.vm_state is not None]
     if booted and booted[0].ip is not None:  # container systems: a real OS with an address and cloud-init
         lines += ["", f"{'SYSTEM':<10} {'STATE':<18} {'IP':<16} CONSOLE / CLOUD-INIT LOG"]
@@ -142,6 +165,7 @@ def _status_json(status: LabStatus) -> str:
                     "profile": s.cobbler.profile if s.cobbler else None,
                     "netboot_enabled": s.cobbler.netboot_enabled if s.cobbler else None,
                     "mgmt_classes": list(s.cobbler.mgmt_classes) if s.cobbler else None,
+                    "hardware": (s.cobbler.hardware or None) if s.cobbler else None,
                     **({"vm": s.vm_state, "console": str(s.console)} if s.vm_state is not None else {}),
                     **({"ip": s.ip, "cloud_init_log": str(s.cloud_init_log)} if s.ip is not None else {}),
                 }
@@ -185,16 +209,28 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password(user: str) -> Secret:
-    """The Cobbler password: $ENSEMBLE_ORCHESTRA_PASSWORD, else asked on the terminal (never an argument)."""
-    value = os.environ.get(PASSWORD_ENV)
+def _password(user: str, variable: str = PASSWORD_ENV, what: str = "Cobbler") -> Secret:
+    """A password: from *variable*, else asked on the terminal (never an argument)."""
+    value = os.environ.get(variable)
     if value is None:
         if not sys.stdin.isatty():
-            raise UsageError(f"no Cobbler password: set {PASSWORD_ENV} or run in a terminal to be asked")
-        value = getpass.getpass(f"Cobbler password for {user}: ")
+            raise UsageError(f"no {what} password: set {variable} or run in a terminal to be asked")
+        value = getpass.getpass(f"{what} password for {user}: ")
     if not value:
-        raise UsageError("the Cobbler password is empty")
+        raise UsageError(f"the {what} password is empty")
     return Secret(value)
+
+
+def _commissioning_setup(args: argparse.Namespace) -> CommissioningSetup | None:
+    given = [args.commissioning_kernel, args.commissioning_initrd, args.commissioning_url]
+    if not any(given):
+        return None
+    if not all(given):
+        raise UsageError("--commissioning-kernel, --commissioning-initrd and --commissioning-url go together")
+    password = _password(args.commissioning_user, COMMISSIONING_PASSWORD_ENV, "commissioning")
+    return CommissioningSetup(
+        args.commissioning_kernel, args.commissioning_initrd, args.commissioning_url, args.commissioning_user, password
+    )
 
 
 def _setup_server(args: argparse.Namespace) -> int:
@@ -207,6 +243,7 @@ def _setup_server(args: argparse.Namespace) -> int:
     if args.ca_bundle is not None:
         read_ca_bundle(args.ca_bundle)  # CABundleError (exit 2) names the file
     kit = load_kit()
+    commissioning = _commissioning_setup(args)
     password = _password(args.user)
     from twisted.internet import reactor
 
@@ -215,7 +252,11 @@ def _setup_server(args: argparse.Namespace) -> int:
     async def body(_: Any) -> SetupReport:
         try:
             return await setup_server(
-                client, kit, available_class=args.available_class, acquired_class=args.acquired_class
+                client,
+                kit,
+                available_class=args.available_class,
+                acquired_class=args.acquired_class,
+                commissioning=commissioning,
             )
         finally:
             await client.close()
@@ -227,6 +268,8 @@ def _setup_server(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = add_global_options(_parser()).parse_args(argv)
+    if args.command in ("commission", "systems"):
+        return run_command(PROG, lambda: commission.run(args), verbose=args.verbose, log_file=args.log_file)
     body = (lambda: _setup_server(args)) if args.command == "setup-server" else (lambda: _lab(args))
     return run_command(PROG, body, verbose=args.verbose, log_file=args.log_file)
 

@@ -84,6 +84,7 @@ class SystemRecord:
     netboot_enabled: bool = False
     autoinstall: str = ""
     autoinstall_meta: Mapping[str, str] = field(default_factory=dict)
+    kernel_options: Mapping[str, str] = field(default_factory=dict)
     power_type: str = ""
     power_address: str = ""
     power_user: str = ""
@@ -112,6 +113,8 @@ class ProfileRecord:
     parent: str = ""
     autoinstall: str = ""
     autoinstall_meta: Mapping[str, str] = field(default_factory=dict)
+    kernel_options: Mapping[str, str] = field(default_factory=dict)
+    enable_menu: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class DistroRecord:
     arch: str = ""
     breed: str = ""
     os_version: str = ""
+    kernel: str = ""
+    initrd: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,7 @@ def system_from_record(raw: Mapping[str, Any], fields: FieldMap, arch: str | Non
         netboot_enabled=bool(r.get("netboot_enabled")),
         autoinstall=_text(r.get("autoinstall")),
         autoinstall_meta=_meta(r.get("autoinstall_meta")),
+        kernel_options=_meta(r.get("kernel_options")),
         power_type=_text(r.get("power_type")),
         power_address=_text(r.get("power_address")),
         power_user=_text(r.get("power_user")),
@@ -211,6 +217,8 @@ def profile_from_record(raw: Mapping[str, Any], fields: FieldMap) -> ProfileReco
         parent=_text(r.get("parent")),
         autoinstall=_text(r.get("autoinstall")),
         autoinstall_meta=_meta(r.get("autoinstall_meta")),
+        kernel_options=_meta(r.get("kernel_options")),
+        enable_menu=r.get("enable_menu") not in (False, 0, "0", "false", "False"),
     )
 
 
@@ -221,4 +229,6 @@ def distro_from_record(raw: Mapping[str, Any]) -> DistroRecord:
         arch=_text(r.get("arch")),
         breed=_text(r.get("breed")),
         os_version=_text(r.get("os_version")),
+        kernel=_text(r.get("kernel")),
+        initrd=_text(r.get("initrd")),
     )

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..commissioning.image import build_commissioning_image
 from ..home import environments_file
-from . import bmc, cobbler_server, container_lab, processes, vm_image, webdav
+from . import bmc, cobbler_server, container_lab, processes, seed, vm_image, webdav
 from .envfile import lab_environment, merge_environment
 from .errors import LabError
 from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
@@ -165,12 +166,24 @@ class Lab:
         except vm_image.ImageError as exc:
             raise LabError(f"cannot build the QEMU systems' kernel and initramfs: {exc}") from None
 
+    def _commissioning_image(self) -> tuple[Path, Path]:
+        try:
+            return build_commissioning_image()
+        except vm_image.ImageError as exc:
+            raise LabError(f"cannot build the commissioning image: {exc}") from None
+
     def _prepare_qemu(self, spec: LabSpec, boot: vm_image.BootFiles) -> None:
         """The lab distro's kernel and initramfs, PXELINUX in tftpboot, a disk per system that has none."""
         layout = self.layout
         layout.distro_dir.mkdir(parents=True, exist_ok=True)
         for source, name in ((boot.kernel, "vmlinuz"), (boot.initrd, "initrd.gz")):
             shutil.copyfile(source, layout.distro_dir / name)
+        # The commissioning image, under the names setup-server registered (copied over in place: Cobbler's
+        # TFTP copies are hard links, so a rebuilt image is what the systems boot next).
+        kernel, initrd = self._commissioning_image()
+        (layout.distro_dir / seed.COMMISSIONING_KERNEL).parent.mkdir(exist_ok=True)
+        shutil.copyfile(kernel, layout.distro_dir / seed.COMMISSIONING_KERNEL)
+        shutil.copyfile(initrd, layout.distro_dir / seed.COMMISSIONING_INITRD)
         for loader in _PXE_LOADERS:
             shutil.copyfile(loader, layout.tftpboot / Path(loader).name)
         for system in spec.all_systems():
@@ -199,6 +212,8 @@ class Lab:
                 mac=system.mac,
                 tftpboot=self.layout.tftpboot,
                 system_kind=spec.system_kind,
+                memory_mb=system.memory_mb,
+                cpus=system.cpus,
                 **own,
             )
         if boot is not None:

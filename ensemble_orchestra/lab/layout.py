@@ -52,6 +52,9 @@ class SystemSpec:
     bmc_user: str
     bmc_password: str
     arch: str = "x86_64"
+    # The hardware a QEMU system is given and a process or container system reports when commissioned.
+    memory_mb: int = 256
+    cpus: int = 1
 
 
 @dataclass
@@ -121,6 +124,10 @@ class LabSpec:
             bmc_user="root",
             # Every BMC has its own password, derived so a reset can recreate it.
             bmc_password=_derive(self.bmc_password_seed, n),
+            # Sizes differ from system to system, so constraints have something to choose between:
+            # node001 256 MiB/1 CPU, node002 384/2, node003 512/1, node004 256/2, node005 384/1, node006 512/2 ...
+            memory_mb=256 + 128 * (index % 3),
+            cpus=1 + index % 2,
         )
 
     def _ip(self, index: int) -> str:

@@ -23,10 +23,14 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
+from ..commissioning import MalformedReport, hardware_of
+from ..commissioning.setup import COMMISSIONING_NAME, REPORT_AREA
 from ..server_kit import DEFAULT_ACQUIRED_CLASS, DEFAULT_AVAILABLE_CLASS
 from .bmc import cobbler_power_fields
 from .errors import LabError
 from .layout import LAB_HOST, LabLayout, LabSpec, SystemSpec
+from .programs.qemu_system import GUEST_HOST
+from .webdav import WEBDAV_PATH
 
 __all__ = [
     "AVAILABLE_CLASS",
@@ -44,6 +48,9 @@ IMPORT_AUTOINSTALL = "sample.seed"  # what `cobbler import` gives a Debian profi
 SETUP_SERVER_TIMEOUT = 120.0
 _SEED_WORKERS = 4
 QEMU_KERNEL_OPTIONS = "console=ttyS0 quiet"
+# In the lab distro directory (Cobbler wants a kernel named vmlinuz or the like).
+COMMISSIONING_KERNEL = "commissioning/vmlinuz"
+COMMISSIONING_INITRD = "commissioning/initrd.gz"
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class SystemRow:
     mgmt_classes: tuple[str, ...]
     netboot_enabled: bool
     mac: str
+    hardware: str = ""  # commissioned hardware, one line ("" if not commissioned)
 
 
 class LabCobbler:
@@ -96,10 +104,14 @@ class LabCobbler:
     # -- seeding -------------------------------------------------------------------------------
 
     def seed(self, layout: LabLayout) -> None:
-        """A new Orchestra server: imported distros, the system pool, then setup-server with the kit."""
+        """A new Orchestra server: imported distros, the system pool, then setup-server with the kit (which
+        registers the commissioning image too)."""
         self.import_distros(layout)
         self.add_systems(self.spec.all_systems())
         self.run_setup_server(layout)
+        if self.spec.system_kind == "qemu":  # what an admin adds for a serial console; setup-server keeps it
+            options = {"kernel_options": QEMU_KERNEL_OPTIONS}
+            self.proxy().xapi_object_edit("distro", COMMISSIONING_NAME, "edit", options, self.token)
 
     def import_distros(self, layout: LabLayout) -> None:
         """What `cobbler import` leaves: a distro per LAB_PROFILES entry and a profile of the same name."""
@@ -129,7 +141,15 @@ class LabCobbler:
         """``ensemble-orchestra setup-server`` against this Cobbler, as a separate process; output in its log."""
         argv = [sys.executable, "-m", "ensemble_orchestra.cli.orchestra", "setup-server"]
         argv += ["--cobbler", self.url, "--user", self.spec.cobbler_user]
-        env = {**os.environ, "ENSEMBLE_ORCHESTRA_PASSWORD": self.spec.cobbler_password}
+        kernel, initrd = ensure_commissioning_files(layout)
+        argv += ["--commissioning-kernel", str(kernel), "--commissioning-initrd", str(initrd)]
+        argv += ["--commissioning-url", commissioning_url(self.spec, layout), "--commissioning-user"]
+        argv += [self.spec.commissioning_user]
+        env = {
+            **os.environ,
+            "ENSEMBLE_ORCHESTRA_PASSWORD": self.spec.cobbler_password,
+            "ENSEMBLE_COMMISSIONING_PASSWORD": self.spec.commissioning_password,
+        }
         log = layout.log_file("setup-server")
         log.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -173,7 +193,7 @@ class LabCobbler:
 
         with ThreadPoolExecutor(_SEED_WORKERS) as pool:
             list(pool.map(remove, names))
-        seeded = {f"{s}-{a}" for s, a in LAB_PROFILES}
+        seeded = {f"{s}-{a}" for s, a in LAB_PROFILES} | {COMMISSIONING_NAME}
         for profile in self.item_names("profile", server):
             if profile not in seeded:
                 server.remove_profile(profile, token)
@@ -199,9 +219,19 @@ class LabCobbler:
                     mgmt_classes=tuple(record.get("mgmt_classes", [])),
                     netboot_enabled=bool(record.get("netboot_enabled")),
                     mac=macs[0] if macs else "",
+                    hardware=_hardware(record.get("autoinstall_meta")),
                 )
             )
         return sorted(rows, key=lambda r: r.name)
+
+
+def _hardware(meta: Any) -> str:
+    """One line of a system's commissioned hardware from its raw autoinstall_meta; "" if none."""
+    try:
+        hardware = hardware_of(meta) if isinstance(meta, dict) else None
+    except MalformedReport:
+        return "(unreadable)"
+    return f"{hardware.summary()} at {hardware.commissioned}" if hardware else ""
 
 
 def system_fields(system: SystemSpec) -> dict[str, object]:
@@ -234,6 +264,27 @@ def ensure_distro_files(layout: LabLayout) -> tuple[Path, Path]:
         if not path.exists():
             path.write_bytes(label)
     return kernel, initrd
+
+
+def ensure_commissioning_files(layout: LabLayout) -> tuple[Path, Path]:
+    """The commissioning image's kernel and initrd in the lab distro directory.
+
+    A QEMU lab copies the real image there first (``Lab._prepare_qemu``); otherwise these are placeholders:
+    process and container systems report their configured hardware without booting it.
+    """
+    (layout.distro_dir / COMMISSIONING_KERNEL).parent.mkdir(parents=True, exist_ok=True)
+    kernel = layout.distro_dir / COMMISSIONING_KERNEL
+    initrd = layout.distro_dir / COMMISSIONING_INITRD
+    for path in (kernel, initrd):
+        if not path.exists():
+            path.write_bytes(b"ensemble lab commissioning image placeholder\n")
+    return kernel, initrd
+
+
+def commissioning_url(spec: LabSpec, layout: LabLayout) -> str:
+    """The storage's report area as the lab's systems reach it (QEMU: the host's loopback is 10.0.2.2)."""
+    host = GUEST_HOST if spec.system_kind == "qemu" else spec.server_address(layout.root)
+    return f"http://{host}:{spec.webdav_port}{WEBDAV_PATH}/{REPORT_AREA}"
 
 
 class _TimeoutTransport(xmlrpc.client.Transport):

@@ -6,7 +6,8 @@ Cobbler wrote for its MAC (``<tftpboot>/pxelinux.cfg/01-<mac>``). With netboot o
 installer a ``url=`` of the system's rendered autoinstall (Cobbler's svc); the "installer" fetches it and
 carries out the preseed's late command with ``/target`` being this system's disk directory (the NoCloud seed
 lands there, and the command's ``nopxe`` turns netboot off), then reboots from disk. With netboot off
-(``localboot``), it boots the installed system from disk and reports the NoCloud seed it finds.
+(``localboot``), it boots the installed system from disk and reports the NoCloud seed it finds. Booted into
+the commissioning profile, it reports its configured hardware and powers off (``commissioning_system``).
 
 Every boot appends one line to ``boots.log``: ``boot <n> <iso time> pid=<pid> from=<install|disk>``, plus
 ``installed ...`` / ``disk ...`` lines to ``install.log``. Settings (name, MAC, tftpboot) come from
@@ -22,6 +23,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from .commissioning_system import commissioning_options, report_configured_hardware
 from .system_files import boots_log, disk_dir, install_log, load_settings, nocloud_seed, settings_file
 
 __all__ = ["boot", "describe_disk", "install", "main", "pxe_config"]
@@ -36,6 +39,8 @@ __all__ = ["boot", "describe_disk", "install", "main", "pxe_config"]
 LATE_COMMAND = re.compile(r"^d-i\s+preseed/late_command\s+string\s+(?P<command>.+)$", re.MULTILINE)
 INSTALLER_URL = re.compile(r"\burl=(?P<url>\S+)")
 INSTALL_TIMEOUT = 120.0  # seconds for fetching the autoinstall and running its late command
+# A system that powered itself off before the fence agent confirmed its power-on would fail that power-on.
+COMMISSIONING_SHUTDOWN = 2.0
 
 
 def pxe_config(settings: dict[str, Any]) -> str | None:
@@ -95,6 +100,14 @@ def boot(system_dir: Path, settings: dict[str, Any]) -> int:
     except FileNotFoundError:
         number = 1
     config = pxe_config(settings)
+    commissioning = commissioning_options(config)
+    if commissioning is not None:  # the commissioning profile: report the configured hardware, power off
+        _append(log, f"boot {number} {_stamp()} pid={os.getpid()} from=commissioning")
+        summary = report_configured_hardware(settings, commissioning)
+        print(summary, flush=True)
+        _append(install_log(system_dir), f"{summary} {_stamp()}")
+        time.sleep(COMMISSIONING_SHUTDOWN)  # as long as the image takes to power off, at least
+        raise SystemExit(0)
     url = INSTALLER_URL.search(config) if config else None
     _append(log, f"boot {number} {_stamp()} pid={os.getpid()} from={'install' if url else 'disk'}")
     print(f"booted {system_dir.name} (boot {number}, {'network install' if url else 'disk'})", flush=True)

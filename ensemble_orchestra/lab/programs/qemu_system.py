@@ -35,7 +35,7 @@ __all__ = [
 
 QEMU = "qemu-system-x86_64"
 GUEST_HOST = "10.0.2.2"  # the host's loopback as QEMU's user-mode network shows it to the guest
-MEMORY_MB = 256
+MEMORY_MB = 256  # when system.json does not say (the lab gives each system its size: layout.LabSpec.system)
 PXE_BOOT_FILE = "pxelinux.0"
 
 
@@ -62,7 +62,9 @@ def qemu_argv(system_dir: Path, settings: dict[str, Any], qemu: str | None = Non
         "-accel",
         "tcg",
         "-m",
-        str(MEMORY_MB),
+        str(int(settings.get("memory_mb") or MEMORY_MB)),
+        "-smp",
+        str(int(settings.get("cpus") or 1)),
         "-nodefaults",
         "-nographic",  # also tells SeaBIOS to write to the serial port: the firmware's output is in the log
         "-monitor",
