@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .. import __version__
+from ..charm.bundle import unpack_bundle
 from ..charm.config import ConfigSchema
 from ..origin import INSTALL_DIR
 from ..state.charms import read_charm
@@ -37,6 +39,7 @@ from ..state.topology_node import TopologyNode
 from ..state.units import OUTPUT_LINES, RelationError, UnitPresence, UnitRecord, UnitsState, sort_ports
 from ..state.watch import SessionState
 from .config import AgentConfig, write_private
+from .deployer import fetch_bundle
 from .hooks.install import install_tools
 from .hooks.runner import HookInvocation, HookResult, HookRunner, hook_environment
 from .hooks.server import HookToolServer
@@ -90,6 +93,8 @@ class UnitAgent:
         self.gone = False  # the unit left the topology: the machine agent stops us
         self.resolved: ResolvedRequest | None = None
         self.topology: Topology | None = None
+        self.service_charm: str | None = None  # the service's charm in the topology (upgrade-charm changes it)
+        self.force_upgrade = False
         self.relations: dict[int, RelationLocal] = {}  # the relations this unit entered, by id (persisted)
         self.relations_state: RelationsState | None = None
         self.members = RelationMembers(None, unit_name, lambda: self._reconciler.trigger())
@@ -117,7 +122,11 @@ class UnitAgent:
         self.hook_timeout = service.hook_timeout
         charm = await read_charm(client, self.charm_id)
         self.schema = ConfigSchema.from_dict(charm.config, f"charm {self.charm_id}")
+        self._recover_swap()
         self.local, self.relations = self._load_local()
+        if self.local.charm is None:  # a state written before upgrades were known, or a new unit
+            self.local = dataclasses.replace(self.local, charm=self.charm_id)
+        self.charm_id = self.local.charm
         self.ports = set(record.open_ports)
         addresses = await global_addresses(self.reactor)
         self.address = addresses[0] if addresses else None
@@ -169,6 +178,8 @@ class UnitAgent:
         if unit.dying and not self.dying:
             log.info("unit {unit} is to be removed: running its stop hook", unit=self.unit_name)
         self.dying = unit.dying
+        assert service is not None
+        self.service_charm, self.force_upgrade = service.charm, service.force_upgrade
         self._reconciler.trigger()
 
     def _settings_changed(self, settings: dict[str, Any] | None) -> None:
@@ -211,17 +222,20 @@ class UnitAgent:
             request = self.resolved
             unit_retry = None if request is None or request.relation is not None else request.retry
             digest = settings_digest(self.effective_settings())
-            step = None if self.dying else next_step(self.local, False, unit_retry, digest)
+            charm, force = self.service_charm, self.force_upgrade
+            step = None if self.dying else next_step(self.local, False, unit_retry, digest, charm, force)
             if step is None and (self.dying or (self.local.state == "started" and not self.local.in_error)):
                 if await self._relation_step():
                     continue
             if step is None:
-                step = next_step(self.local, self.dying, unit_retry, digest)
+                step = next_step(self.local, self.dying, unit_retry, digest, charm, force)
             if step is None:
                 if request is not None and request.relation is not None:
                     await self._clear_resolved()  # names no relation in error: nothing to do
                     continue
                 return
+            if step.upgrade is not None:
+                await self._swap_charm(step.upgrade)
             ok = True
             if step.hook is not None:
                 ok = await self._run_unit_hook(step.hook)
@@ -230,6 +244,33 @@ class UnitAgent:
             if step.clears_resolved and self.resolved is not None:
                 await self._clear_resolved()
             await self._report()
+
+    async def _swap_charm(self, charm_id: str) -> None:
+        """Put charm *charm_id*'s files in place of the unit's (fetched and checked first: a failed fetch
+        leaves the unit as it was, and the reconciler tries again)."""
+        assert self.client is not None
+        charm = await read_charm(self.client, charm_id)
+        log.info("unit {unit}: upgrading its charm to {charm}", unit=self.unit_name, charm=charm_id)
+        data = await fetch_bundle(self.reactor, charm.url)
+        fresh = self.paths.root / "charm.new"
+        old = self.paths.root / "charm.old"
+        for leftover in (fresh, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        unpack_bundle(data, fresh, charm.sha256, charm.url)
+        self.paths.charm.rename(old)
+        fresh.rename(self.paths.charm)
+        shutil.rmtree(old, ignore_errors=True)
+        self.schema = ConfigSchema.from_dict(charm.config, f"charm {charm_id}")
+        self.charm_id = charm_id
+        self.local = dataclasses.replace(self.local, charm=charm_id)
+        self._save_local()  # the files are the new charm's from now on, whatever the hook does
+
+    def _recover_swap(self) -> None:
+        """A swap interrupted between its two renames left the old charm aside: put it back (the upgrade,
+        not recorded yet, runs again)."""
+        old = self.paths.root / "charm.old"
+        if not self.paths.charm.exists() and old.exists():
+            old.rename(self.paths.charm)
 
     async def _clear_resolved(self) -> None:
         assert self.units is not None and self.resolved is not None

@@ -28,6 +28,7 @@ from . import (
     ssh,
     status,
     terminate,
+    upgrade,
 )
 from ._provider import PROG
 from ._run import run_command
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         expose,
         service_config,
         resolved,
+        upgrade,
         destroy,
         terminate,
         ssh,

@@ -59,6 +59,7 @@ class Service:
     charm: str
     units: Mapping[str, Unit] = field(default_factory=_frozen)
     exposed: bool = False
+    force_upgrade: bool = False  # upgrade-charm --force: units in an error state take the new charm too
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", _frozen(self.units))
@@ -180,6 +181,11 @@ class Topology:
         return dataclasses.replace(
             self, services={**self.services, name: dataclasses.replace(service, exposed=exposed)}
         )
+
+    def upgrade_charm(self, name: str, charm: str, force: bool = False) -> Topology:
+        """Service *name* runs *charm* from now on (its units' agents upgrade)."""
+        service = dataclasses.replace(self._service(name), charm=charm, force_upgrade=force)
+        return dataclasses.replace(self, services={**self.services, name: service})
 
     def add_relation(self, interface: str, endpoints: tuple[Endpoint, ...], scope: str = "global") -> Topology:
         """A new relation between *endpoints* (``new_relation_id`` of the result tells its id); refused when
@@ -322,7 +328,13 @@ class Topology:
                     )
                     for unit, info in (entry.get("units") or {}).items()
                 }
-                services[str(name)] = Service(str(name), str(entry["charm"]), units, bool(entry.get("exposed", False)))
+                services[str(name)] = Service(
+                    str(name),
+                    str(entry["charm"]),
+                    units,
+                    bool(entry.get("exposed", False)),
+                    bool(entry.get("force-upgrade", False)),
+                )
             sequences = {str(k): int(v) for k, v in (document.get("unit-sequence") or {}).items()}
             relations = {
                 int(k): _relation_from(int(k), entry) for k, entry in (document.get("relations") or {}).items()
@@ -349,6 +361,8 @@ def _service_document(service: Service) -> dict[str, Any]:
     }
     if service.exposed:
         document["exposed"] = True
+    if service.force_upgrade:
+        document["force-upgrade"] = True
     return document
 
 

@@ -49,8 +49,9 @@ UNIT_STATES = (
     "start-error",
     "configure-error",
     "stop-error",
+    "upgrade-error",
 )
-ERROR_STATES = ("install-error", "start-error", "configure-error", "stop-error")
+ERROR_STATES = ("install-error", "start-error", "configure-error", "stop-error", "upgrade-error")
 OUTPUT_LINES = 20  # a failing hook's last lines kept in the unit's node (its whole output is in the unit's log)
 
 

@@ -85,3 +85,51 @@ def test_a_failed_config_changed_keeps_the_settings_it_did_not_apply() -> None:
     assert failed == LocalState("configure-error", "config-changed", S1)
     assert failed.reported == "configure-error" and LocalState("configured").reported == "installed"
     assert LocalState.from_document(failed.to_document()) == failed
+
+
+C1, C2 = "local:bookworm/probe-1", "local:bookworm/probe-2"
+UPGRADES = [  # (local, service's charm, force) -> (hook, upgrade to, state on success, on failure) or None
+    (LocalState("started", None, S1, C1), C1, False, None),
+    (LocalState("started", None, S1, C1), C2, False, ("upgrade-charm", C2, "started", "upgrade-error")),
+    (LocalState("installed", None, None, C1), C2, False, ("config-changed", None, "configured", "start-error")),
+    (LocalState("install-error", "install", None, C1), C2, False, None),  # waits: not started, no --force
+    (
+        LocalState("install-error", "install", None, C1),
+        C2,
+        True,
+        ("upgrade-charm", C2, "install-error", "upgrade-error"),
+    ),
+    (LocalState("upgrade-error", "upgrade-charm", S1, C2), C2, False, None),
+    (LocalState("started", None, S1, None), C2, False, None),  # a unit that never knew its charm is not upgraded
+]
+
+
+@pytest.mark.parametrize(("local", "charm", "force", "expected"), UPGRADES)
+def test_upgrade_steps(local: LocalState, charm: str, force: bool, expected: object) -> None:
+    step = next_step(local, False, None, S1, charm, force)
+    if expected is None:
+        assert step is None
+        return
+    assert step is not None
+    hook, upgrade, success, failure = expected  # type: ignore[misc]
+    assert (step.hook, step.upgrade, step.success.state, step.failure.state) == (hook, upgrade, success, failure)
+    if upgrade is not None:
+        assert step.success.charm == step.failure.charm == upgrade  # the files are the new charm's either way
+
+
+def test_an_upgrade_is_followed_by_config_changed_and_resolving_its_failure_too() -> None:
+    local = LocalState("started", None, S1, C1)
+    step = next_step(local, False, None, S1, C2)
+    assert step is not None and step.hook == "upgrade-charm"
+    after = settle(local, step, True)
+    follow = next_step(after, False, None, S1, C2)
+    assert follow is not None and follow.hook == "config-changed" and follow.success.state == "started"
+    assert next_step(settle(after, follow, True), False, None, S1, C2) is None
+    failed = settle(local, step, False)
+    assert (failed.state, failed.failed_hook, failed.charm) == ("upgrade-error", "upgrade-charm", C2)
+    retry = next_step(failed, False, True, S1, C2)
+    assert retry is not None and retry.hook == "upgrade-charm" and retry.upgrade is None  # files are in place
+    resolved = next_step(failed, False, False, S1, C2)
+    assert resolved is not None and resolved.hook is None
+    then = next_step(settle(failed, resolved, True), False, None, S1, C2)
+    assert then is not None and then.hook == "config-changed"
