@@ -121,7 +121,7 @@ class Commissioner:
                 hardware = await self._one(by_name[name], macs)
                 return Outcome(name, hardware, seconds=self._clock.seconds() - started)
             except (EnsembleError, CobblerError, StorageError) as error:
-                self._progress("failed", f"{name}: {error}")
+                self._progress("failed", str(error))
                 return Outcome(name, error=str(error), seconds=self._clock.seconds() - started)
             finally:
                 self._limit.release()
