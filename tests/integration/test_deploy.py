@@ -1,6 +1,7 @@
-"""`ensemble deploy` end to end on the lab's container systems, which run a real Debian: the example mysql charm
-answers a query from this host with the configured password; the probe charm (tests/charms) fails, lingers and
-records its hooks on demand, for the lifecycle's failure paths. Shares conftest's bootstrapped environment."""
+"""`ensemble deploy` end to end on the lab's container systems, which run a real Debian: the example mysql
+charm, once exposed, answers a query from this host with the configured password; the probe charm
+(tests/charms) fails, lingers and records its hooks on demand, for the lifecycle's failure paths. Shares
+conftest's bootstrapped environment."""
 
 from __future__ import annotations
 
@@ -101,6 +102,11 @@ def test_mysql_answers_a_query_from_this_host_with_the_configured_password(deplo
     assert "deployed mysql (local:bookworm/mysql-1): mysql/0" in deployed["deploy"].stdout
     unit = _unit("mysql/0")
     assert unit["open-ports"] == ["3306/tcp"] and unit["machine"] not in (None, 0)
+    # The machine's firewall refuses 3306 from outside the environment until the service is exposed.
+    refused = _query(unit["public-address"], deployed["client"], "SELECT 1")
+    assert refused.returncode != 0 and "Can't connect" in refused.stderr, refused.stderr
+    exposed = _cli("expose", "mysql")
+    assert exposed.returncode == 0 and "3306/tcp" in exposed.stdout, exposed.stderr
     answer = _query(unit["public-address"], deployed["client"], "SHOW DATABASES LIKE 'shop'")
     assert answer.returncode == 0 and answer.stdout.split() == ["shop"], answer.stderr
     wrong = deployed["client"].with_name("wrong.cnf")

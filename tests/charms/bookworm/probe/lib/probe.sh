@@ -3,7 +3,10 @@ set -eu
 hook=$(basename "$0")
 log=/var/lib/probe/hooks.log
 mkdir -p /var/lib/probe
-echo "begin $hook" >> "$log"
+case "$hook" in
+    *-relation-*) echo "begin $hook ${JUJU_REMOTE_UNIT:--} ${JUJU_RELATION_ID:-}" >> "$log" ;;
+    *) echo "begin $hook" >> "$log" ;;
+esac
 if [ "$(config-get fail-hook)" = "$hook" ]; then
     echo "$hook refuses: fail-hook is $hook"
     exit 1
@@ -14,6 +17,7 @@ fi
 case "$hook" in
     start) open-port 8000/tcp ;;
     stop) close-port 8000/tcp ;;
+    db-relation-changed) echo "saw database=$(relation-get database) members=$(relation-list | tr '\n' ' ')" >> "$log" ;;
 esac
 juju-log "probe: $hook done on $(unit-get private-address)"
 echo "end $hook" >> "$log"
