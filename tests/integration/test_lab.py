@@ -51,7 +51,8 @@ def test_seeded_pool_is_found_by_mgmt_class(lab: RunningLab) -> None:
     server = lab.cobbler()
     names = server.find_system({"mgmt_classes": AVAILABLE_CLASS})
     assert sorted(names) == [s.name for s in lab.spec.all_systems()]
-    assert sorted(server.get_item_names("profile")) == sorted(f"{s}-{a}" for s, a in LAB_PROFILES)
+    profiles = sorted([*(f"{s}-{a}" for s, a in LAB_PROFILES), "ensemble-commissioning"])  # + the image's
+    assert sorted(server.get_item_names("profile")) == profiles
     first = lab.spec.system(0)
     record = server.get_system(first.name)
     assert record["interfaces"]["eth0"]["mac_address"] == first.mac
