@@ -9,60 +9,30 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ENV = "agents"  # the environment of conftest's agents_environment
-Environment = Any  # conftest's Environment: the bootstrapped environment, its lab, machine 0's address
-
-
-def ensemble_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+from _lab_cli import (  # noqa: E402
+    ENV,
+    EXAMPLES,
+    PASSWORD,
+    TEST_CHARMS,
+    UNIT_TIMEOUT,
+    Environment,
+    _cli,
+    _state_is,
+    _status,
+    _unit,
+    _until,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
-TEST_CHARMS = REPO / "tests" / "charms"
-UNIT_TIMEOUT = 600.0  # a new machine installs, its agents come up, the charm installs MariaDB through the proxy
-PASSWORD = "lab-root-Pw-7"
-
-
-def _cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    return ensemble_cli(*args[:1], "-e", ENV, *args[1:], timeout=timeout)
-
-
-def _status() -> dict[str, Any]:
-    done = _cli("status", "--format", "json", timeout=120)
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
-
-
-def _unit(name: str) -> dict[str, Any]:
-    return dict(_status()["services"].get(name.partition("/")[0], {}).get("units", {}).get(name) or {})
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str, every: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s (last: {value!r})"
-        time.sleep(every)
-
-
-def _state_is(unit: str, *wanted: str) -> Callable[[], dict[str, Any] | None]:
-    def check() -> dict[str, Any] | None:
-        entry = _unit(unit)
-        return entry if entry.get("agent-state") in wanted else None
-
-    return check
 
 
 def _hooks_log(env: Environment, address: str) -> list[str]:

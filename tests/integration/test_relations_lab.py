@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from test_deploy import EXAMPLES, TEST_CHARMS, UNIT_TIMEOUT, Environment, _cli, _status, _unit, _until
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+from _lab_cli import EXAMPLES, TEST_CHARMS, UNIT_TIMEOUT, Environment, _cli, _status, _unit, _until  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
 
