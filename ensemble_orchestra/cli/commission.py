@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import DeferredList, DeferredSemaphore
@@ -50,13 +52,38 @@ def add_commands(commands: Any) -> None:
     commission.add_argument(
         "--concurrency", type=int, help="systems commissioned at once (default: the environment's launch-concurrency)"
     )
+    build = commands.add_parser(
+        "build-commissioning-image",
+        help="build the commissioning image (kernel + busybox initramfs) into a directory",
+        description="Download Debian's kernel (apt-get download, never installed) and build the commissioning"
+        " initramfs with busybox-static, then copy both to DIR as vmlinuz and initrd.gz; copy DIR to the Cobbler"
+        " server and give its paths to setup-server (--commissioning-kernel, --commissioning-initrd).",
+    )
+    build.add_argument("--output", required=True, type=Path, metavar="DIR")
     systems = commands.add_parser("systems", help="every Cobbler system: class, owner, power, commissioned hardware")
     systems.add_argument("-e", "--environment", help=env_help)
     systems.add_argument("--format", choices=("table", "json"), default="table")
     systems.add_argument("--no-power", action="store_true", help="do not ask the BMCs (one fence agent run each)")
 
 
+def build_image(output: Path) -> int:
+    from ..commissioning.image import build_commissioning_image
+    from ..lab.vm_image import ImageError
+
+    try:
+        kernel, initrd = build_commissioning_image()
+    except ImageError as error:
+        raise UsageError(f"cannot build the commissioning image: {error}") from None
+    output.mkdir(parents=True, exist_ok=True)
+    for source, name in ((kernel, "vmlinuz"), (initrd, "initrd.gz")):
+        shutil.copyfile(source, output / name)
+        print(output.resolve() / name)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "build-commissioning-image":
+        return build_image(args.output)
     if args.command == "commission":
         if bool(args.systems) == bool(args.all):
             raise UsageError("name the systems to commission, or give --all (not both)")

@@ -268,7 +268,7 @@ def _setup_server(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = add_global_options(_parser()).parse_args(argv)
-    if args.command in ("commission", "systems"):
+    if args.command in ("commission", "systems", "build-commissioning-image"):
         return run_command(PROG, lambda: commission.run(args), verbose=args.verbose, log_file=args.log_file)
     body = (lambda: _setup_server(args)) if args.command == "setup-server" else (lambda: _lab(args))
     return run_command(PROG, body, verbose=args.verbose, log_file=args.log_file)
