@@ -277,3 +277,23 @@ def test_qemu_systems_commission_for_real(qlab: RunningLab) -> None:
     assert boot.returncode == 0 and "machine 0 is node002 " in boot.stdout, boot.stderr
     assert cli("ensemble", "destroy-environment", "-e", QEMU_ENV, "--yes").returncode == 0
     assert_no_secret(qlab, done, boot)
+
+
+def test_container_systems_report_their_configured_hardware(ensemble_home: Path, lab_parent: Path) -> None:
+    """Container systems (a real Debian each, on the lab bridge) report what the lab gave them, through the same
+    path as the image (busybox's PUT to the report area, at the bridge address)."""
+    if os.geteuid() != 0:
+        pytest.skip("container systems need root (bridges, systemd-nspawn)")
+    running = start_lab(
+        lab_parent / "commission-containers", systems=2, env_name="commission-c", system_kind="container"
+    )
+    try:
+        done = orchestra("commission", "-e", "commission-c", "--all")
+        assert done.returncode == 0, done.stdout + done.stderr
+        for system in running.spec.all_systems():
+            hw = hardware(running, system.name)
+            assert hw is not None and (hw["memory_mb"], hw["cpus"]) == (system.memory_mb, system.cpus)
+            assert_restored(running, system.name)
+        assert not any(s.power_on for s in running.lab.status().systems)
+    finally:
+        running.lab.down()

@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .process_system import INSTALLER_URL, install, pxe_config
+from .commissioning_system import commissioning_options, report_configured_hardware
+from .process_system import COMMISSIONING_SHUTDOWN, INSTALLER_URL, install, pxe_config
 from .system_files import CONTAINER_STOP_TIMEOUT, console_log, disk_dir, install_log, load_settings
 from .system_layer import write_apt_proxy, write_host0_network, write_layer_file
 
@@ -209,6 +210,13 @@ def boot(system_dir: Path, settings: dict[str, Any], stop: _Stop) -> int:
     upper = disk_dir(system_dir)
     config = pxe_config(settings) or ""
     if stop.event.is_set():  # powered off before it got anywhere
+        return 0
+    commissioning = commissioning_options(config)
+    if commissioning is not None:  # the commissioning profile: report the configured hardware, power off
+        _write_state(system_dir, "commissioning")
+        _append(install_log(system_dir), report_configured_hardware(settings, commissioning))
+        stop.event.wait(COMMISSIONING_SHUTDOWN)
+        _write_state(system_dir, "off")
         return 0
     found = INSTALLER_URL.search(config)
     if found and "localboot" not in config:
