@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UsageError
 from ..state.errors import TopologyError
 from ..state.topology_node import TopologyNode
-from ..state.units import UnitsState
+from ..state.units import UnitsState, sort_ports
 from ._state import run_on_state
 from .connection import StateConnection
 from .names import service_name
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int | None:
             raise UsageError(f"{command}: {error}") from None
         units = sorted(topology.service(args.service).units)
         records = await UnitsState(connection.client, connection.settings.identities).read_many(units)
-        ports = sorted({p for r in records.values() if r is not None for p in r.open_ports})
+        ports = sort_ports(p for r in records.values() if r is not None for p in r.open_ports)  # by number
         progress.done()
         which = f"its open ports ({', '.join(ports)})" if ports else "the ports its units open"
         if args.exposed:

@@ -1,8 +1,10 @@
-"""`ensemble set/get/resolved/remove-unit/destroy-service/add-unit/deploy` on bad input, against a real ZooKeeper
-(this module's own, initialized as ``initialize`` does): an unknown service or unit, an unknown key, a wrong type,
-resolved on a unit not in error. Each: one ``ensemble: error:`` line naming the service, unit or key (no
+"""`ensemble set/get/resolved/remove-unit/destroy-service/add-unit/deploy/add-relation/remove-relation/expose/
+unexpose` on bad input, against a real ZooKeeper (this module's own, initialized as ``initialize`` does): an unknown
+service, unit or relation, an unknown key, a wrong type, resolved on a unit not in error, endpoints that match no
+relation or more than one. Each: one ``ensemble: error:`` line naming the service, unit or key (no
 traceback), exit code 2, no value echoed (a setting may be a password), and the environment's tree unchanged
-node for node (data and version). Then what the same commands do right: get's output, set, resolved, removing.
+node for node (data and version). Then what the same commands do right: get's output, set, resolved, removing,
+relating, exposing.
 
 Each command runs as its own process, as a user types it, through the ``statefake`` provider type
 (tests/unit/_cli_state_provider.py: machine 0 is the ZooKeeper, reached directly, no tunnel).
@@ -26,11 +28,13 @@ from twisted.internet import defer, reactor, threads
 from ensemble_orchestra.charm.testing import write_charm
 from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
 from ensemble_orchestra.state.client import StateClient
-from ensemble_orchestra.state.layout import service_config_path, unit_resolved_path
+from ensemble_orchestra.state.layout import load_document, service_config_path, unit_resolved_path
+from ensemble_orchestra.state.relations import RelationsState
 from ensemble_orchestra.state.services import ServicesState
 from ensemble_orchestra.state.testing import Roles, initialized_zookeeper, session
+from ensemble_orchestra.state.topology import Endpoint
 from ensemble_orchestra.state.topology_node import TopologyNode
-from ensemble_orchestra.state.units import UnitRecord, UnitsState
+from ensemble_orchestra.state.units import RelationError, UnitRecord, UnitsState
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -39,7 +43,15 @@ from _cli_state_provider import COMMAND_BOUND, StateCli, error_line  # noqa: E40
 
 ROLES = Roles.make()
 SECRET_VALUE = "hunter2-Pa55word"  # a value typed for an option: never echoed
-CHARM = "local:bookworm/sample-1"
+CHARM = "local:bookworm/sample-1"  # provides website (http), requires db (mysql), peers ring
+# Two more charms for the relation commands: mysql provides db (mysql); front requires two http endpoints, so
+# add-relation web front has two matches.
+MYSQL_METADATA = "name: mysql\nsummary: s\ndescription: d\nprovides:\n  db:\n    interface: mysql\n"
+FRONT_METADATA = (
+    "name: front\nsummary: s\ndescription: d\nrequires:\n  upstream:\n    interface: http\n"
+    "  backup:\n    interface: http\n"
+)
+WEB_DB = (Endpoint("mysql", "db", "server"), Endpoint("web", "db", "client"))
 
 
 def _block(coroutine: Any) -> Any:
@@ -82,21 +94,25 @@ async def _tree(client: StateClient, path: str = "/") -> dict[str, tuple[bytes, 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """An initialized environment with service web (2 units) and db (1 unit, its secret set), deployed with the
-    CLI; the units stay pending (no agents run here)."""
+    """An initialized environment with service web (2 units) and db (1 unit, its secret set), mysql and front (1
+    unit each), deployed with the CLI, and web related to mysql (web:db mysql:db); the units stay pending (no
+    agents run here)."""
     root = tmp_path_factory.mktemp("state-input")
     with initialized_zookeeper(root / "zookeeper", ROLES) as server:
         cli = StateCli(root / "cli")
         cli.environment(ROLES.admin.secret.reveal(), **{"zookeeper-port": server.port})
         write_charm(cli.repository / "bookworm" / "sample")
+        write_charm(cli.repository / "bookworm" / "mysql", {"metadata.yaml": MYSQL_METADATA})
+        write_charm(cli.repository / "bookworm" / "front", {"metadata.yaml": FRONT_METADATA})
         config = root / "db.yaml"
         config.write_text(yaml.safe_dump({"db": {"secret": SECRET_VALUE, "port": 3306}}))
         admin = _block(session(reactor, server.hosts, ROLES.admin))
         try:
-            for argv in (["sample", "web", "-n", "2"], ["sample", "db", "--config", str(config)]):
+            for argv in (["sample", "web", "-n", "2"], ["sample", "db", "--config", str(config)], ["mysql"], ["front"]):
                 run = cli.run("deploy", "-e", "fake", "--repository", str(cli.repository), *argv)
                 assert run.returncode == 0, run.stderr
                 assert SECRET_VALUE not in run.stdout + run.stderr
+            _block(RelationsState(admin, ROLES.identities).add("mysql", WEB_DB))
             yield Env(cli, admin, server)
         finally:
             _block(admin.close())
@@ -133,6 +149,76 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
         ("deploy", "--repository", "{repository}", "sample", "web"),
         "deploy: service web exists already: name another one",
     ),
+    "add-relation-unknown-service": (
+        ("add-relation", "web", "nosuch"),
+        "add-relation: service nosuch does not exist in the environment: see `ensemble status`",
+    ),
+    "add-relation-unknown-relation-name": (
+        ("add-relation", "web:nosuch", "mysql"),
+        "add-relation: service web has no relation named 'nosuch': web provides website (http), requires db (mysql)",
+    ),
+    "add-relation-no-match": (
+        ("add-relation", "front", "mysql"),
+        "add-relation: no relation between front and mysql: a provides and a requires of one interface are needed"
+        " (front requires backup (http), requires upstream (http); mysql provides db (mysql))",
+    ),
+    "add-relation-no-match-named": (
+        ("add-relation", "web:website", "mysql"),
+        "add-relation: no relation between web:website and mysql:",
+    ),
+    "add-relation-ambiguous": (
+        ("add-relation", "web", "front"),
+        "add-relation: more than one relation between web and front: name one of web:website front:backup (http);"
+        " web:website front:upstream (http)",
+    ),
+    "add-relation-already-related": (
+        ("add-relation", "mysql", "web"),
+        "add-relation: mysql:db web:db (mysql): related already (relation ",
+    ),
+    "add-relation-a-service-with-itself": (
+        ("add-relation", "web:db", "web"),
+        "add-relation: cannot relate web to itself: peer relations are added by deploy from the charm's peers",
+    ),
+    "remove-relation-not-related": (
+        ("remove-relation", "web", "front"),
+        "remove-relation: web and front are not related: see `ensemble status`",
+    ),
+    "remove-relation-other-relation-name": (
+        ("remove-relation", "web:website", "mysql"),
+        "remove-relation: web:website and mysql are not related",
+    ),
+    "expose-unknown-service": (("expose", "nosuch"), "expose: service nosuch does not exist in the environment"),
+    "unexpose-unknown-service": (("unexpose", "nosuch"), "unexpose: service nosuch does not exist in the environment"),
+    "resolved-a-relation-not-in-error": (
+        ("resolved", "web/0", "db"),
+        "resolved: unit web/0 has no relation 'db' in error (in error: none)",
+    ),
+}
+
+# Refused by argparse before anything runs: its usage, then one error line naming the argument (exit 2).
+ARGUMENT_CASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "add-relation-endpoint-without-relation-name": (
+        ("add-relation", "web:", "mysql"),
+        "ensemble add-relation: error: argument SERVICE[:RELATION]: endpoint 'web:': expected SERVICE or"
+        " SERVICE:RELATION, e.g. wordpress:db",
+    ),
+    "add-relation-endpoint-two-colons": (
+        ("add-relation", "web", "mysql:db:x"),
+        "ensemble add-relation: error: argument SERVICE[:RELATION]: endpoint 'mysql:db:x': expected",
+    ),
+    "add-relation-not-a-service-name": (
+        ("add-relation", "../web:db", "mysql"),
+        "ensemble add-relation: error: argument SERVICE[:RELATION]: '../web:db': '../web' is not a service name",
+    ),
+    "remove-relation-endpoint-without-service": (
+        ("remove-relation", ":db", "mysql"),
+        "ensemble remove-relation: error: argument SERVICE[:RELATION]: endpoint ':db': expected",
+    ),
+    "expose-bad-name": (("expose", "web/0"), "ensemble expose: error: argument SERVICE: 'web/0' is not a service name"),
+    "unexpose-bad-name": (
+        ("unexpose", "Web"),
+        "ensemble unexpose: error: argument SERVICE: 'Web' is not a service name",
+    ),
 }
 
 
@@ -141,7 +227,7 @@ def bad_runs(env: Env) -> Iterator[tuple[dict[str, subprocess.CompletedProcess[s
     """Every bad case run at once (a process each); the tree before and after them all."""
     before = env.tree()
     started = {}
-    for name, (argv, _) in CASES.items():
+    for name, (argv, _) in {**CASES, **ARGUMENT_CASES}.items():
         args = [a.format(repository=env.cli.repository) for a in argv]
         started[name] = (args, env.cli.popen(args[0], "-e", "fake", *args[1:]))
     finished = {}
@@ -166,6 +252,16 @@ def test_bad_input_is_one_line_and_exit_2(name: str, bad_runs: Any) -> None:
     assert SECRET_VALUE not in run.stdout + run.stderr
     assert ROLES.admin.secret.reveal() not in run.stdout + run.stderr
     assert run.stdout == ""
+
+
+@pytest.mark.parametrize("name", list(ARGUMENT_CASES))
+def test_bad_arguments_are_refused_by_argparse_exit_2(name: str, bad_runs: Any) -> None:
+    run = bad_runs[0][name]
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert lines[0].startswith("usage: ensemble ") and lines[-1].startswith(ARGUMENT_CASES[name][1]), run.stderr
+    assert [line for line in lines if "error" in line] == [lines[-1]]
 
 
 def test_no_bad_input_changed_the_environment(bad_runs: Any) -> None:
@@ -274,3 +370,122 @@ async def test_two_add_units_at_once_each_report_only_their_own_units(env: Env) 
     after = set((await TopologyNode(env.admin).read()).service("web").units)
     assert len(first) == len(second) == 2 and not set(first) & set(second)
     assert set(first) | set(second) == after - before
+
+
+# -- relations and expose --------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_relation_prints_the_relation_it_added_and_remove_relation_removes_it(env: Env) -> None:
+    """Naming front's endpoint leaves one match; the topology holds the relation as printed. With a second
+    relation between the two services remove-relation needs a relation named (nothing removed until then), then
+    finds the one named (endpoints in the other order) and removes it; the id is not given out again."""
+    added = await env.ensemble("add-relation", "web", "front:upstream")
+    assert added.returncode == 0, added.stderr
+    topology = await TopologyNode(env.admin).read()
+    relation = topology.relations[topology.new_relation_id]
+    assert relation.endpoints == (Endpoint("front", "upstream", "client"), Endpoint("web", "website", "server"))
+    assert relation.interface == "http" and relation.scope == "global"
+    assert added.stdout == f"added relation {relation.id}: front:upstream web:website (http)\n"
+    relations = RelationsState(env.admin, ROLES.identities)
+    backup = await relations.add("http", (Endpoint("front", "backup", "client"), Endpoint("web", "website", "server")))
+    try:
+        which = await env.ensemble("remove-relation", "web", "front")
+        assert which.returncode == 2
+        assert error_line(which) == (
+            "ensemble: error: remove-relation: web and front have more than one relation: name one of"
+            " front:upstream web:website; front:backup web:website"  # by id
+        )
+        assert set((await TopologyNode(env.admin).read()).relations) >= {relation.id, backup.id}
+        removed = await env.ensemble("remove-relation", "front:upstream", "web")
+    finally:
+        await relations.remove(backup.id)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == (
+        f"removed relation {relation.id}: front:upstream web:website (http) (its units run departed, then broken)\n"
+    )
+    after = await TopologyNode(env.admin).read()
+    assert relation.id not in after.relations and after.relation_sequence == backup.id + 1
+    assert [r.endpoints for r in after.relations_of("web")] == [
+        r.endpoints for r in topology.relations_of("web") if r.id != relation.id
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_expose_sets_the_flag_and_status_shows_it_with_the_relations(env: Env) -> None:
+    """expose names the ports the units opened; status shows exposed and each service's relations (Ensemble's
+    layout: relation name -> the services on the other side, a peer relation naming the service itself);
+    exposing again writes nothing (no agent is woken); unexpose clears the flag."""
+    units = env.units()
+    await units.report(UnitRecord("web/0", "started", CHARM, open_ports=("80/tcp", "443/tcp")))
+    node = TopologyNode(env.admin)
+    try:
+        exposed = await env.ensemble("expose", "web")
+        assert exposed.returncode == 0, exposed.stderr
+        assert exposed.stdout == "web is exposed: its open ports (80/tcp, 443/tcp) accept connections from anywhere\n"
+        topology, version = await node.read_versioned()
+        assert topology.service("web").exposed and not topology.service("mysql").exposed
+
+        status = await env.ensemble("status")
+        assert status.returncode == 0, status.stderr
+        services = yaml.safe_load(status.stdout)["services"]
+        assert services["web"]["exposed"] is True and services["mysql"]["exposed"] is False
+        assert services["web"]["relations"] == {"db": ["mysql"], "ring": ["web"]}
+        assert services["mysql"]["relations"] == {"db": ["web"]}
+        assert "relations" not in services["front"]
+
+        again = await env.ensemble("expose", "web")
+        assert again.returncode == 0, again.stderr
+        assert (await node.read_versioned())[1] == version
+
+        unexposed = await env.ensemble("unexpose", "web")
+        assert unexposed.returncode == 0, unexposed.stderr
+        assert unexposed.stdout == (
+            "web is not exposed: its open ports (80/tcp, 443/tcp) accept only the environment's related machines\n"
+        )
+        assert not (await node.read()).service("web").exposed
+    finally:
+        await node.change(lambda t: t.set_exposed("web", False))
+        await units.report(UnitRecord("web/0", charm=CHARM))
+
+
+@pytest_twisted.ensureDeferred
+async def test_resolved_names_a_relation_in_error_by_its_name(env: Env) -> None:
+    """web/0's db relation in error: status shows it; resolved web/0 db asks for that relation only (its key in
+    the request), and says which hook is taken as done."""
+    relation = next(r for r in (await TopologyNode(env.admin).read()).relations_of("web") if r.services != ("web",))
+    key = relation.key("web")
+    error = RelationError("db", "mysql", "db-relation-changed", "mysql/0", ("E: refused",))
+    units = env.units()
+    await units.report(UnitRecord("web/0", "started", CHARM, relation_errors={key: error}))
+    try:
+        status = await env.ensemble("status")
+        assert status.returncode == 0, status.stderr
+        unit = yaml.safe_load(status.stdout)["services"]["web"]["units"]["web/0"]
+        assert unit["relation-errors"] == {"db": ["mysql"]}
+        assert unit["relation-errors-info"] == {
+            key: {"hook": "db-relation-changed", "remote-unit": "mysql/0", "hook-output": ["E: refused"]}
+        }
+        run = await env.ensemble("resolved", "web/0", "db")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == f"web/0 relation {key} moves on as if hook db-relation-changed worked\n"
+        request = load_document((await env.admin.get(unit_resolved_path("web/0")))[0], "resolved")
+        assert request == {"retry": False, "relation": key}
+    finally:
+        if await env.admin.exists(unit_resolved_path("web/0")) is not None:
+            await env.admin.delete(unit_resolved_path("web/0"))
+        await units.report(UnitRecord("web/0", charm=CHARM))
+
+
+@pytest_twisted.ensureDeferred
+async def test_destroy_service_of_a_related_service_removes_its_relations(env: Env) -> None:
+    """front related to web: destroy-service front removes the relation with it; web's others stay."""
+    relations = RelationsState(env.admin, ROLES.identities)
+    await relations.add("http", (Endpoint("front", "backup", "client"), Endpoint("web", "website", "server")))
+    before = [r for r in (await TopologyNode(env.admin).read()).relations_of("web") if "front" not in r.services]
+    destroyed = await env.ensemble("destroy-service", "front")
+    assert destroyed.returncode == 0, destroyed.stderr
+    topology = await TopologyNode(env.admin).read()
+    assert "front" not in topology.services
+    assert not [r for r in topology.relations.values() if "front" in r.services]
+    assert topology.relations_of("web") == before
