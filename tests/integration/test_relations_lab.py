@@ -91,6 +91,7 @@ def test_the_relation_configures_wordpress_and_each_firewall_lets_in_only_what_i
     reach = env.ssh(f"timeout 3 bash -c 'echo > /dev/tcp/{mysql}/3306' && echo reached", wordpress)
     assert "reached" in reach.stdout, reach.stderr
     assert _port_open(wordpress, 22)  # SSH always
+    assert not _port_open(env.address, 2181)  # machine 0's ZooKeeper: the environment's machines only
     # On both sides joined came first, directly followed by changed (for the one remote unit).
     for unit in ("wordpress/0", "mysql/0"):
         hooks = _hooks(env, unit)
