@@ -248,7 +248,10 @@ class Commissioner:
                 return
             await deferLater(self._clock, self._poll)
         _log.warn("{name} did not power itself off after reporting: powering it off", name=name)
-        await self._client.power(name, "off")
+        try:
+            await self._client.power(name, "off")
+        except CobblerError as error:  # recorded already; an image left running is idle and harmless
+            _log.warn("could not power {name} off after commissioning: {error}", name=name, error=str(error))
 
     async def _undo(self, record: SystemRecord, previous: str, token: str, powered: bool, error: BaseException) -> None:
         """Put a system whose commissioning failed back as it was (power off first); never raises."""
