@@ -22,7 +22,13 @@ STATE_COMMANDS = [
     ["set", "db", "a=1", "b="],
     ["get", "db"],
     ["resolved", "--retry", "db/0"],
+    ["resolved", "db/0", "db"],
     ["terminate-machine", "1", "2"],
+    ["add-relation", "wordpress", "db:db"],
+    ["remove-relation", "wordpress:db", "db"],
+    ["expose", "db"],
+    ["unexpose", "db"],
+    ["upgrade-charm", "--repository", "r", "--force", "db"],
 ]
 ENSEMBLE_COMMANDS = [["bootstrap", "-e", "x"], ["status"], ["destroy-environment", "-y"], ["init"], *STATE_COMMANDS]
 # Not given options after their arguments: ssh's remote command takes every word after MACHINE (its own -v
