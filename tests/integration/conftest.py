@@ -57,7 +57,7 @@ class Environment:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.tunnel_port = probe.getsockname()[1]
-        forward = f"127.0.0.1:{self.tunnel_port}:127.0.0.1:2181"
+        forward = f"127.0.0.1:{self.tunnel_port}:{self.address}:2181"  # where ZooKeeper listens, as the CLI
         self.tunnel = subprocess.Popen(
             [
                 "ssh",
