@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cobbler import CobblerClient, DistroRecord, ProfileRecord, SystemRecord
-from .commissioning.setup import COMMISSIONING_NAME, CommissioningSetup, ensure_commissioning
+from .commissioning.setup import COMMISSIONING_NAME, DEFAULT_SYSTEM, CommissioningSetup, ensure_commissioning
 from .errors import EnsembleError
 from .kit import kit_dir
 
@@ -176,6 +176,8 @@ def power_gaps(systems: Iterable[SystemRecord]) -> list[PowerGap]:
     """The systems lacking any of POWER_FIELDS, by name."""
     gaps = []
     for system in sorted(systems, key=lambda s: s.name):
+        if system.name == DEFAULT_SYSTEM:
+            continue  # Cobbler's stand-in for unknown servers (enlistment): nothing to power
         present = {
             "power_type": bool(system.power_type),
             "power_address": bool(system.power_address),
@@ -228,7 +230,7 @@ async def setup_server(
     await _ensure_profiles(client, kit.preseed_name, report)
     if commissioning is not None:
         for change in await ensure_commissioning(client, commissioning):
-            report.changes.append(Change(change.kind, COMMISSIONING_NAME, change.action, change.detail))
+            report.changes.append(Change(change.kind, change.name, change.action, change.detail))
     systems = await client.find_systems_expanded({})
     report.systems = len(systems)
     report.power_gaps = power_gaps(systems)

@@ -20,6 +20,7 @@ from twisted.internet.defer import DeferredList, DeferredSemaphore
 
 from ..cobbler import CobblerError, SystemRecord
 from ..commissioning.commissioner import Commissioner, Outcome, commissioned
+from ..commissioning.enlistment import accept, enlist
 from ..errors import UsageError
 from ..storage import open_webdav_storage
 from .environment import select_environment
@@ -52,6 +53,19 @@ def add_commands(commands: Any) -> None:
     commission.add_argument(
         "--concurrency", type=int, help="systems commissioned at once (default: the environment's launch-concurrency)"
     )
+    enlist_command = commands.add_parser(
+        "enlist",
+        help="make a Cobbler system (class orchestra-ensemble-enlisted) of each unknown server that reported",
+        description="Servers Cobbler does not know boot the commissioning image from the PXE menu when"
+        " setup-server ran with --enlist; each reports its hardware. This makes each report a Cobbler system in"
+        " the enlisted class only (never claimed by an environment until accepted).",
+    )
+    enlist_command.add_argument("-e", "--environment", help=env_help)
+    accept_command = commands.add_parser(
+        "accept", help="move enlisted systems (with power settings) into the environment's available class"
+    )
+    accept_command.add_argument("systems", nargs="+", metavar="SYSTEM")
+    accept_command.add_argument("-e", "--environment", help=env_help)
     build = commands.add_parser(
         "build-commissioning-image",
         help="build the commissioning image (kernel + busybox initramfs) into a directory",
@@ -112,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{PROG}: warning: {warning}", file=sys.stderr)
             if args.command == "systems":
                 return await _systems(provider, args)
+            if args.command == "enlist":
+                return await _enlist(provider, area, reactor)
+            if args.command == "accept":
+                return await _accept(provider, args.systems)
             commissioner = Commissioner(
                 provider.client,
                 provider.claims,
@@ -143,6 +161,22 @@ async def _pool(provider: Any) -> list[str]:
     """--all: the available class's systems no environment owns."""
     records = await provider.client.find_systems_expanded({"mgmt_classes": provider.config.available_mgmt_class})
     return sorted(r.name for r in records if provider.pool.is_available(r))
+
+
+async def _enlist(provider: Any, area: Any, reactor: Any) -> int:
+    results = await enlist(provider.client, area, reactor)
+    for r in results:
+        print(f"{r.report}: enlisted as {r.system}" if r.system else f"{r.report}: refused: {r.error}")
+    made = sum(1 for r in results if r.system)
+    print(f"enlist: {made} system(s) enlisted, {len(results) - made} report(s) refused")
+    return 0 if made == len(results) else 1
+
+
+async def _accept(provider: Any, names: list[str]) -> int:
+    results = await accept(provider.client, list(dict.fromkeys(names)), provider.config.available_mgmt_class)
+    for name, error in results.items():
+        print(f"{name}: accepted into {provider.config.available_mgmt_class}" if not error else error)
+    return 0 if not any(results.values()) else 1
 
 
 def _format_outcomes(outcomes: list[Outcome]) -> str:

@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         " http://orchestra/webdav/commissioning/incoming/",
     )
     image.add_argument("--commissioning-user", default="ensemble-commissioning", help="default %(default)s")
+    image.add_argument(
+        "--enlist",
+        action="store_true",
+        help="servers Cobbler does not know boot the image from the PXE menu ('ensemble-orchestra enlist')",
+    )
     commission.add_commands(commands)
     return parser
 
@@ -224,12 +229,19 @@ def _password(user: str, variable: str = PASSWORD_ENV, what: str = "Cobbler") ->
 def _commissioning_setup(args: argparse.Namespace) -> CommissioningSetup | None:
     given = [args.commissioning_kernel, args.commissioning_initrd, args.commissioning_url]
     if not any(given):
+        if args.enlist:
+            raise UsageError("--enlist needs the commissioning image: --commissioning-kernel, -initrd and -url")
         return None
     if not all(given):
         raise UsageError("--commissioning-kernel, --commissioning-initrd and --commissioning-url go together")
     password = _password(args.commissioning_user, COMMISSIONING_PASSWORD_ENV, "commissioning")
     return CommissioningSetup(
-        args.commissioning_kernel, args.commissioning_initrd, args.commissioning_url, args.commissioning_user, password
+        args.commissioning_kernel,
+        args.commissioning_initrd,
+        args.commissioning_url,
+        args.commissioning_user,
+        password,
+        enlist=args.enlist,
     )
 
 
@@ -268,7 +280,7 @@ def _setup_server(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = add_global_options(_parser()).parse_args(argv)
-    if args.command in ("commission", "systems", "build-commissioning-image"):
+    if args.command in ("commission", "systems", "build-commissioning-image", "enlist", "accept"):
         return run_command(PROG, lambda: commission.run(args), verbose=args.verbose, log_file=args.log_file)
     body = (lambda: _setup_server(args)) if args.command == "setup-server" else (lambda: _lab(args))
     return run_command(PROG, body, verbose=args.verbose, log_file=args.log_file)

@@ -307,6 +307,18 @@ class CobblerClient(AdminCalls, PowerCalls):
                 return
         await self._edit_by_handle(name, field_map, plain, per_interface, interface or "", secrets)
 
+    async def add_system(self, name: str, fields: Mapping[str, Any], *, interface: str | None = None) -> None:
+        """Create system *name* with *fields* (interface fields on *interface*). Cobbler 3: ONE
+        ``xapi_object_edit`` "add"; an existing name is CobblerInvalidRequest ("unwise to overwrite")."""
+        field_map = await self.field_map()
+        plain, per_interface = field_map.split_edit(fields)
+        attributes = {**plain, **per_interface, "name": name}
+        if per_interface:
+            if not interface:
+                raise CobblerInvalidRequest(f"interface fields {sorted(per_interface)} need interface=", method="add")
+            attributes["interface"] = interface
+        await self._call_authed("xapi_object_edit", "system", name, "add", attributes, idempotent=False)
+
     async def _edit_by_handle(
         self,
         name: str,

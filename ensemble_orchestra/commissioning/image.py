@@ -11,6 +11,9 @@ written by Python), with :data:`INIT` as ``/init``. Booted by PXE with the commi
    ``nc``: one unauthenticated request for the challenge, then the authenticated PUT), retrying for a minute;
 4. powers off (``poweroff -f``), which is how the command learns it is done.
 
+Booted without ``ensemble.token`` (an unknown server that took the PXE menu's default: enlistment, see
+``enlistment.py``), it reports as ``enlist-<MAC of the interface that got DHCP, no colons>`` instead.
+
 Its kernel command line carries ``ensemble.report`` (the report area's URL as systems reach it),
 ``ensemble.report_user`` and ``ensemble.report_pass`` from the commissioning profile, and
 ``ensemble.token`` from the system (set by ``ensemble-orchestra commission`` for this run). Nothing else:
@@ -112,11 +115,18 @@ printf '  ip addr add "$ip/${mask:-24}" dev "$interface"\n' >> /tmp/dhcp
 printf '  [ -n "$router" ] && ip route add default via "${router%%%% *}" dev "$interface";;\nesac\n' >> /tmp/dhcp
 chmod +x /tmp/dhcp
 ip link set lo up
+NET=
 for i in /sys/class/net/*; do
   [ "$(cat "$i/type")" = 1 ] || continue
   ip link set "${i##*/}" up
-  if udhcpc -i "${i##*/}" -n -q -t 5 -T 2 -s /tmp/dhcp >/dev/null 2>&1; then say "network on ${i##*/}"; break; fi
+  if udhcpc -i "${i##*/}" -n -q -t 5 -T 2 -s /tmp/dhcp >/dev/null 2>&1; then
+    NET=${i##*/}; say "network on $NET"; break
+  fi
 done
+if [ -z "$TOKEN" ] && [ -n "$NET" ]; then  # booted by no system's token: an unknown server, enlisting
+  TOKEN="enlist-$(tr -d ':' < "/sys/class/net/$NET/address")"
+  say "enlisting as $TOKEN"
+fi
 hw_report "$TOKEN" > /tmp/report.json
 say "report: $(cat /tmp/report.json)"
 if [ -z "$REPORT" ] || [ -z "$TOKEN" ]; then

@@ -112,6 +112,7 @@ def write_webdav_config(layout: LabLayout, spec: LabSpec) -> list[str]:
         path.mkdir(parents=True, exist_ok=True)
     _owned_dir(lock_dir, worker, 0o700)
     _owned_dir(data, worker, 0o750)
+    _commissioning_area(data, worker)
     _write_digest(digest_file, spec.storage_user, spec.storage_password, worker)
     _write_digest(commissioning_digest, spec.commissioning_user, spec.commissioning_password, worker)
 
@@ -163,6 +164,14 @@ def clear_webdav_data(layout: LabLayout) -> None:
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
+    _commissioning_area(data.resolve(), _worker_ids())
+
+
+def _commissioning_area(data: Path, worker: tuple[int, int] | None) -> None:
+    """The report area must exist before an image PUTs into it: Apache applies a <Directory> only to a directory
+    that exists, so in a missing one the commissioning user is unknown (401). An admin creates it at install."""
+    _owned_dir(data / "commissioning", worker, 0o750)
+    _owned_dir(data / "commissioning" / "incoming", worker, 0o750)
 
 
 def _worker_ids() -> tuple[int, int] | None:

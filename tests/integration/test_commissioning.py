@@ -23,7 +23,7 @@ import requests
 from requests.auth import HTTPDigestAuth
 
 from ensemble_orchestra.commissioning import HARDWARE_KEY
-from ensemble_orchestra.lab.programs import system_files
+from ensemble_orchestra.lab.programs import power_hook, qemu_system, system_files
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
 from ensemble_orchestra.lab.webdav import webdav_url
 
@@ -277,6 +277,63 @@ def test_qemu_systems_commission_for_real(qlab: RunningLab) -> None:
     assert boot.returncode == 0 and "machine 0 is node002 " in boot.stdout, boot.stderr
     assert cli("ensemble", "destroy-environment", "-e", QEMU_ENV, "--yes").returncode == 0
     assert_no_secret(qlab, done, boot)
+
+
+def test_an_unknown_server_enlists_and_waits_for_an_admin(qlab: RunningLab) -> None:
+    """With setup-server --enlist, a VM whose MAC Cobbler does not know PXE-boots the menu, times out into the
+    commissioning image and reports as enlist-<MAC>; `enlist` makes it a system of the enlisted class only (never
+    available), with its hardware; `accept` refuses it until it has power settings, then makes it available."""
+    spec = qlab.spec
+    argv = ["setup-server", "--cobbler", qlab.cobbler_url, "--user", spec.cobbler_user, "--enlist"]
+    argv += ["--commissioning-kernel", str(qlab.layout.distro_dir / "commissioning" / "vmlinuz")]
+    argv += ["--commissioning-initrd", str(qlab.layout.distro_dir / "commissioning" / "initrd.gz")]
+    argv += ["--commissioning-url", f"http://10.0.2.2:{spec.webdav_port}/webdav/commissioning/incoming/"]
+    env = {
+        **os.environ,
+        "ENSEMBLE_ORCHESTRA_PASSWORD": spec.cobbler_password,
+        "ENSEMBLE_COMMISSIONING_PASSWORD": spec.commissioning_password,
+    }
+    setup = subprocess.run(
+        [sys.executable, "-m", "ensemble_orchestra.cli.orchestra", *argv], capture_output=True, text=True, env=env
+    )
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "created    system     default" in setup.stdout and spec.commissioning_password not in setup.stdout
+    stranger = qlab.layout.systems_dir / "stranger"  # a server on the wire, unknown to Cobbler
+    system_files.write_settings(
+        stranger,
+        name="stranger",
+        mac="52:54:00:00:09:99",
+        tftpboot=qlab.layout.tftpboot,
+        system_kind="qemu",
+        memory_mb=384,
+        cpus=2,
+    )
+    with open(qemu_system.disk_image(stranger), "wb") as disk:
+        disk.truncate(1 << 20)
+    power_hook.power_on(stranger)
+    try:
+        deadline = time.monotonic() + 180  # the PXE menu's 20 s timeout, then one boot
+        while power_hook.is_on(stranger) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not power_hook.is_on(stranger), "the stranger did not power itself off"
+    finally:
+        power_hook.power_off(stranger)
+    assert "ensemble-commissioning: reported (HTTP 201)" in (stranger / "console.log").read_text(errors="replace")
+    enlisted = orchestra("enlist", "-e", QEMU_ENV)
+    assert enlisted.returncode == 0, enlisted.stdout + enlisted.stderr
+    assert "incoming/enlist-525400000999.json: enlisted as enlisted-525400000999" in enlisted.stdout
+    system = record(qlab, "enlisted-525400000999")
+    assert system["mgmt_classes"] == ["orchestra-ensemble-enlisted"] and system["netboot_enabled"] is False
+    assert system["interfaces"]["eth0"]["mac_address"] == "52:54:00:00:09:99"
+    hw = hardware(qlab, "enlisted-525400000999")
+    assert hw is not None and (hw["memory_mb"], hw["cpus"]) == (384, 2)
+    refused = orchestra("accept", "-e", QEMU_ENV, "enlisted-525400000999")
+    assert refused.returncode == 1 and "has no power management" in refused.stdout
+    power = {"power_type": "ipmilan", "power_address": "127.0.0.1", "power_user": "root", "power_pass": "x"}
+    qlab.cobbler().xapi_object_edit("system", "enlisted-525400000999", "edit", power, qlab.token())
+    accepted = orchestra("accept", "-e", QEMU_ENV, "enlisted-525400000999")
+    assert accepted.returncode == 0, accepted.stdout
+    assert record(qlab, "enlisted-525400000999")["mgmt_classes"] == ["orchestra-ensemble-available"]
 
 
 def test_container_systems_report_their_configured_hardware(ensemble_home: Path, lab_parent: Path) -> None:

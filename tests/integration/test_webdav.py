@@ -176,7 +176,9 @@ def test_clear_webdav_data_while_serving(storage: Storage) -> None:
     data = storage.layout.webdav_data
     owner = data.stat().st_uid, data.stat().st_gid
     webdav.clear_webdav_data(storage.layout)
-    assert list(data.iterdir()) == []
+    assert [p.name for p in data.iterdir()] == ["commissioning"]  # the report area is made again, empty
+    assert [p.name for p in (data / "commissioning").iterdir()] == ["incoming"]
+    assert list((data / "commissioning" / "incoming").iterdir()) == []
     assert (data.stat().st_uid, data.stat().st_gid) == owner
     assert s.request("MKCOL", storage.url + "d/", timeout=TIMEOUT).status_code == 201
     assert s.put(storage.url + "d/f", data=b"y", timeout=TIMEOUT).status_code == 201

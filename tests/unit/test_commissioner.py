@@ -14,7 +14,8 @@ from twisted.internet.defer import CancelledError, Deferred
 from ensemble_orchestra.cobbler import ProfileRecord
 from ensemble_orchestra.commissioning import HARDWARE_KEY
 from ensemble_orchestra.commissioning.commissioner import FROM_KEY, Commissioner, Outcome
-from ensemble_orchestra.commissioning.setup import CommissioningSetup, profile_changes
+from ensemble_orchestra.commissioning.enlistment import accept, enlist
+from ensemble_orchestra.commissioning.setup import ENLISTED_CLASS, CommissioningSetup, profile_changes
 from ensemble_orchestra.errors import UsageError
 from ensemble_orchestra.secret import Secret
 from ensemble_orchestra.testing import result_of
@@ -178,3 +179,41 @@ def test_setup_server_refuses_what_cannot_go_on_a_kernel_command_line(fields: di
     with pytest.raises(UsageError, match=error) as caught:
         CommissioningSetup(**values)
     assert "two words" not in str(caught.value)
+
+
+def test_enlistment_refuses_known_macs_and_malformed_reports(make_world: Any) -> None:
+    """A report filed for a MAC Cobbler already records is no new server; a malformed one is refused; both are
+    deleted, and nothing is added to Cobbler (a new one is proven on the lab: tests/integration/test_commissioning)."""
+    world, provider, _, area = setup_world(make_world)
+    mac = world.cobbler.systems["node001"]["interfaces"]["eth0"]["mac_address"].lower()
+    compact = mac.replace(":", "")
+    known = json.loads(report(world, "node001", f"enlist-{compact}"))
+    world.run(area.put(f"incoming/enlist-{compact}.json", json.dumps(known).encode()))
+    world.run(area.put("incoming/enlist-525400abcdef.json", b"{not json"))
+    world.run(area.put("incoming/0123456789abcdefghij.json", b"a commissioning report: not enlistment's"))
+    results = world.run(enlist(provider.client, area, world.clock))
+    assert [(r.report, r.system, r.error) for r in results] == [  # in name order
+        (f"incoming/enlist-{compact}.json", "", "its MACs are already Cobbler's, on node001: not a new server"),
+        (
+            "incoming/enlist-525400abcdef.json",
+            "",
+            "the report is not JSON (Expecting property name enclosed in double quotes)",
+        ),
+    ]
+    assert world.run(area.list("incoming/")) == ["incoming/0123456789abcdefghij.json"]
+    assert sorted(world.cobbler.systems) == ["node001", "node002", "node003"]
+
+
+def test_accept_moves_only_enlisted_systems_with_power(make_world: Any) -> None:
+    """accept: an enlisted system with power settings goes to the available class; one without power, one not
+    enlisted and an unknown name are refused, each with one line saying why."""
+    world, provider, _, _ = setup_world(make_world)
+    for name in ("node001", "node002"):
+        world.cobbler.systems[name]["mgmt_classes"] = [ENLISTED_CLASS, "rack7"]
+    world.cobbler.systems["node002"]["power_type"] = ""
+    results = world.run(accept(provider.client, ["node001", "node002", "node003", "nodeX"], "avail"))
+    assert results["node001"] == "" and world.cobbler.systems["node001"]["mgmt_classes"] == ["avail", "rack7"]
+    assert results["node002"].startswith("node002 has no power management: set its power_type")
+    assert results["node003"] == f"node003 is not in {ENLISTED_CLASS}: only enlisted systems are accepted"
+    assert results["nodeX"] == "nodeX: no such system in Cobbler"
+    assert world.cobbler.systems["node002"]["mgmt_classes"] == [ENLISTED_CLASS, "rack7"]
