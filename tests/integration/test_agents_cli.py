@@ -38,12 +38,14 @@ STREAM_BOUND = 20.0  # s past a debug-log's own --timeout (connecting, stopping 
 class AgentsEnv:
     home: Path  # its ENSEMBLE_HOME
     name: str  # the environment
+    tunnel_pid: int | None = None  # conftest's SSH tunnel to machine 0's ZooKeeper (an ssh child of ours)
 
 
 @pytest.fixture(scope="module")
 def agents_env(agents_environment: Any, ensemble_home: Path) -> AgentsEnv:
     """The environment conftest bootstrapped for the "agents" group (see conftest's agents_environment)."""
-    return AgentsEnv(ensemble_home, "agents")
+    tunnel = agents_environment.tunnel
+    return AgentsEnv(ensemble_home, "agents", tunnel.pid if tunnel is not None else None)
 
 
 def ensemble(env: AgentsEnv, *args: str, timeout: float = COMMAND_BOUND) -> subprocess.CompletedProcess[str]:
@@ -187,9 +189,13 @@ async def test_a_machine_that_cannot_be_reached_warns_once_and_machine_0_keeps_s
     ]
     shown = records(out.getvalue())
     assert sum(record is not None for _, record in shown) == 4 and {p for p, _ in shown} == {"machine-0"}
-    assert _ssh_children() == []  # every ssh we started has ended (and was reaped)
+    assert _ssh_children(agents_env) == []  # every ssh we started has ended (and was reaped)
 
 
-def _ssh_children() -> list[int]:
-    """Our own child processes that are ssh, from /proc."""
-    return [pid for pid, (name, ppid) in process_table().items() if name == "ssh" and ppid == os.getpid()]
+def _ssh_children(env: AgentsEnv) -> list[int]:
+    """Our own child processes that are ssh, from /proc (but conftest's tunnel to ZooKeeper)."""
+    return [
+        pid
+        for pid, (name, ppid) in process_table().items()
+        if name == "ssh" and ppid == os.getpid() and pid != env.tunnel_pid
+    ]
