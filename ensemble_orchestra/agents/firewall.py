@@ -158,13 +158,7 @@ class Firewall:
             os.replace(temporary, self.path)
         finally:
             temporary.unlink(missing_ok=True)
-        _sync_directory(self.path.parent)
-        log.info(
-            "firewall applied: {world} world ports, {peers} peer ports ({path})",
-            world=len(policy.world),
-            peers=len(policy.peers),
-            path=self.path,
-        )
+        _sync_directory(self.path.parent)  # the caller logs what it applied
         return True
 
     async def _load(self, path: Path, shown: Path | None = None) -> None:

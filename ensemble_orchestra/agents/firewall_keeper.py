@@ -32,7 +32,7 @@ __all__ = ["FirewallKeeper"]
 
 log = Logger()
 
-UNKNOWN_RETRY = 5.0  # s between looks while a needed machine's address is unknown
+UNKNOWN_RETRY = 5.0  # s between looks while a needed machine's address is unknown, or after a failed apply
 
 
 class FirewallKeeper:
@@ -93,8 +93,8 @@ class FirewallKeeper:
         policy, unknown = firewall_policy(self.machine_id, topology, inputs)
         try:
             changed = await self.firewall.apply(policy)
-        except EnsembleError as error:
-            log.error("firewall: {error}", error=str(error))
+        except EnsembleError:
+            self._retry_later()  # the reconciler logs the failure; look again soon, not at the 30 s tick
             raise
         self.policy = policy
         if changed:
@@ -112,7 +112,11 @@ class FirewallKeeper:
                     machines=", ".join(map(str, unknown)),
                     s=UNKNOWN_RETRY,
                 )
-        if unknown and (self._retry is None or not self._retry.active()):
+        if unknown:
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        if self._retry is None or not self._retry.active():
             self._retry = self.reactor.callLater(UNKNOWN_RETRY, self.reconciler.trigger)
 
     async def _watch_units(self, units: list[str]) -> None:

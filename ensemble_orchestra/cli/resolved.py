@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int | None:
                 raise UsageError(
                     f"resolved: unit {args.unit} has no relation {args.relation!r} in error (in error: {known})"
                 )
+            if len(errors) > 1:
+                ids = ", ".join(key for key, _ in errors)
+                raise UsageError(
+                    f"resolved: unit {args.unit} has more than one relation {args.relation!r} in error:"
+                    f" name one of {ids}"
+                )
             key, error = errors[0]
             what = f"{args.unit} relation {key}"
             hook: str | None = error.hook
