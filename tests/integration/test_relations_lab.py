@@ -112,6 +112,44 @@ def test_the_relation_configures_wordpress_and_each_firewall_lets_in_only_what_i
     _within(APPLY_BOUND, lambda: not _port_open(wordpress, 80, 0.3))
 
 
+def test_the_firewall_survives_an_agent_restart_and_a_reboot(related: dict[str, Any]) -> None:
+    """The rules live in the kernel (a killed agent changes nothing) and in /etc/ensemble/firewall.nft, which
+    ensemble-firewall.service loads at boot before the network and the agents."""
+    env = related["env"]
+    wordpress = _unit("wordpress/0")["public-address"]
+    assert _cli("expose", "wordpress").returncode == 0
+    _within(APPLY_BOUND, lambda: _port_open(wordpress, 80, 0.3))
+    killed = env.ssh("sudo systemctl kill -s KILL ensemble-machine-agent", wordpress)
+    assert killed.returncode == 0, killed.stderr
+    assert _port_open(wordpress, 80)  # in force while the agent restarts
+    _until(
+        lambda: env.ssh("systemctl is-active ensemble-machine-agent", wordpress).stdout.strip() == "active",
+        60,
+        "the machine agent restarted",
+    )
+    status = _status()
+    machine = status["services"]["wordpress"]["units"]["wordpress/0"]["machine"]
+    system = status["machines"][str(machine)]["dns-name"].partition(".")[0]
+    assert env.ssh("sudo touch /run/before-reboot", wordpress).returncode == 0  # /run is emptied by a boot
+    env.lab.cobbler().power_system(f"system::{system}", "reboot", env.lab.token())
+    _until(lambda: env.ssh("true", wordpress).returncode == 0, 180, f"{system} back after the reboot")
+    assert env.ssh("test -e /run/before-reboot", wordpress).returncode == 1, "the system did not reboot"
+    order = env.ssh(
+        "systemctl show -p ActiveEnterTimestampMonotonic --value ensemble-firewall ensemble-machine-agent"
+        "; systemctl show -p ExecMainStartTimestampMonotonic --value ensemble-machine-agent",
+        wordpress,
+    ).stdout.split()
+    firewall_at, agent_active_at, agent_started_at = (int(x) for x in order)
+    assert 0 < firewall_at < agent_started_at, order  # loaded before the agent started
+    assert agent_active_at > 0
+    world = env.ssh("sudo nft -n list set inet ensemble world", wordpress).stdout
+    assert "tcp . 80" in world, world
+    _until(lambda: _port_open(wordpress, 80, 0.5), 120, "WordPress answering again after the reboot")
+    assert not _port_open(_unit("mysql/0")["public-address"], 3306)
+    assert _cli("unexpose", "wordpress").returncode == 0
+    _within(APPLY_BOUND, lambda: not _port_open(wordpress, 80, 0.3))
+
+
 def test_a_new_wordpress_unit_joins_the_existing_relation(related: dict[str, Any]) -> None:
     added = _cli("add-unit", "wordpress", "--wait", "--timeout", str(UNIT_TIMEOUT), timeout=UNIT_TIMEOUT + 60)
     assert added.returncode == 0 and "wordpress/1 started" in added.stdout, added.stderr
