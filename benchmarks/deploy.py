@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,8 +123,10 @@ class Bench:
             raise RuntimeError(f"ssh {address} {command!r} failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout
 
-    def journal(self, address: str, *units: str) -> Journal:
+    def journal(self, address: str, *units: str, since: float | None = None) -> Journal:
         selection = " ".join(f"-u {unit}" for unit in units)
+        if since is not None:
+            selection += f" --since @{int(since)}"
         out = self.ssh(address, f"sudo journalctl -o json --no-pager {selection}")
         journal = Journal()
         for line in out.splitlines():
@@ -235,7 +237,8 @@ def commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def run(parent: Path, systems: int, count: int) -> dict[str, Any]:
+def run(parent: Path, systems: int, measured: Callable[[Bench], dict[str, Any]]) -> dict[str, Any]:
+    """A container lab of *systems* with environment ENV bootstrapped on it, *measured*, then torn down."""
     home = parent / "home"
     home.mkdir()
     os.environ["ENSEMBLE_HOME"] = str(home)  # environments_file() below, and the CLI's children
@@ -246,12 +249,12 @@ def run(parent: Path, systems: int, count: int) -> dict[str, Any]:
     try:
         spec = lab.up(LabSpec(base_port=free_base_port(systems), systems=systems, system_kind="container"), None)
         info["up_s"], info["load_average_at_start"] = time.monotonic() - start, load
-        return _bootstrapped(Bench(RunningLab(lab, spec), home), info, count)
+        return _bootstrapped(Bench(RunningLab(lab, spec), home), info, measured)
     finally:
         lab.down()
 
 
-def _bootstrapped(bench: Bench, lab: dict[str, Any], count: int) -> dict[str, Any]:
+def _bootstrapped(bench: Bench, lab: dict[str, Any], measured: Callable[[Bench], dict[str, Any]]) -> dict[str, Any]:
     """Bootstrap environment ENV on the lab, measure, and destroy the environment whatever happened."""
     running = bench.running
     bootstrapped = False
@@ -267,7 +270,7 @@ def _bootstrapped(bench: Bench, lab: dict[str, Any], count: int) -> dict[str, An
         )
         lab["bootstrap_s"] = time.monotonic() - start
         say(f"bootstrapped in {lab['bootstrap_s']:.1f} s")
-        result = measure(bench, count)
+        result = measured(bench)
         return {**result, "lab": lab}
     finally:
         if bootstrapped:
@@ -300,7 +303,7 @@ def main() -> None:
     parent = Path(tempfile.mkdtemp(prefix="ensemble-bench-deploy-"))
     parent.chmod(0o711)  # Apache's www-data workers must traverse it when run as root
     try:
-        result = run(parent, args.systems, args.units)
+        result = run(parent, args.systems, lambda bench: measure(bench, args.units))
     except Exception as error:  # the last line is JSON whatever happened
         print(json.dumps({"error": f"{type(error).__name__}: {error}", "commit": commit()}))
         sys.exit(1)
