@@ -22,6 +22,7 @@ from ensemble_orchestra.cobbler import (
     CobblerVersion,
 )
 from ensemble_orchestra.cobbler.errors import error_from_fault
+from ensemble_orchestra.commissioning.setup import COMMISSIONING_NAME
 from ensemble_orchestra.lab import bmc
 from ensemble_orchestra.lab.seed import AVAILABLE_CLASS, LAB_PROFILES
 from ensemble_orchestra.lab.testing import RunningLab
@@ -262,9 +263,11 @@ async def test_sync_profiles_and_distros(lab: RunningLab) -> None:
     client = client_for(lab)
     await client.sync()
     profiles = {p.name: p for p in await client.list_profiles()}
-    assert sorted(profiles) == sorted(f"{s}-{a}" for s, a in LAB_PROFILES)
+    # The lab's install profiles, and the commissioning image's (setup-server registers it).
+    assert sorted(profiles) == sorted([*(f"{s}-{a}" for s, a in LAB_PROFILES), COMMISSIONING_NAME])
     assert profiles["bookworm-i386"].distro == "bookworm-i386"
     distros = {d.name: d for d in await client.list_distros()}
+    assert distros[COMMISSIONING_NAME].name == profiles[COMMISSIONING_NAME].distro
     assert distros["bookworm-i386"].arch == "i386"
     assert (await client.profile_arches())["trixie-x86_64"] == "x86_64"
     await client.close()
