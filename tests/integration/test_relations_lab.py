@@ -143,7 +143,7 @@ def test_the_firewall_survives_an_agent_restart_and_a_reboot(related: dict[str, 
     assert 0 < firewall_at < agent_started_at, order  # loaded before the agent started
     assert agent_active_at > 0
     world = env.ssh("sudo nft -n list set inet ensemble world", wordpress).stdout
-    assert "tcp . 80" in world, world
+    assert "6 . 80" in world, world  # -n: numeric, tcp is protocol 6
     _until(lambda: _port_open(wordpress, 80, 0.5), 120, "WordPress answering again after the reboot")
     assert not _port_open(_unit("mysql/0")["public-address"], 3306)
     assert _cli("unexpose", "wordpress").returncode == 0
