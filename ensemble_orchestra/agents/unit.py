@@ -224,8 +224,10 @@ class UnitAgent:
             digest = settings_digest(self.effective_settings())
             charm, force = self.service_charm, self.force_upgrade
             step = None if self.dying else next_step(self.local, False, unit_retry, digest, charm, force)
-            if step is None and (self.dying or (self.local.state == "started" and not self.local.in_error)):
-                if await self._relation_step():
+            if step is None:
+                relations_run = self.dying or (self.local.state == "started" and not self.local.in_error)
+                # A `resolved UNIT RELATION` is acted on whatever the unit's state (only that relation moves).
+                if await self._relation_step(only_resolved=not relations_run):
                     continue
             if step is None:
                 step = next_step(self.local, self.dying, unit_retry, digest, charm, force)
@@ -292,8 +294,9 @@ class UnitAgent:
             )
         return views
 
-    async def _relation_step(self) -> bool:
-        """Take the first relation step there is; False when no relation has anything to do."""
+    async def _relation_step(self, only_resolved: bool = False) -> bool:
+        """Take the first relation step there is (*only_resolved*: only the one a pending ``resolved UNIT
+        RELATION`` asks for); False when there is none."""
         if self.topology is None:
             return False
         views = self._relation_views()
@@ -304,6 +307,8 @@ class UnitAgent:
             if request is not None and request.relation is not None and local is not None:
                 if local.failed is not None and request.relation in (local.name, local.key):
                     resolved = request.retry
+            if only_resolved and resolved is None:
+                continue
             step = next_relation_step(local, views.get(relation_id), resolved)
             if step is not None:
                 await self._take(relation_id, step)
