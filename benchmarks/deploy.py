@@ -300,10 +300,16 @@ def main() -> None:
         parser.error(f"--systems must be at least {3 + args.units}: machine 0, mysql, mysql2 and --units machines")
     if os.geteuid() != 0:
         parser.error("container systems need root (bridges, systemd-nspawn)")
-    parent = Path(tempfile.mkdtemp(prefix="ensemble-bench-deploy-"))
+    run_and_print("deploy", args.systems, lambda bench: measure(bench, args.units))
+
+
+def run_and_print(name: str, systems: int, measuring: Callable[[Bench], dict[str, Any]]) -> None:
+    """Run *measuring* on a lab of its own in a temporary directory and print the result as the last line, one
+    JSON object (``{"error": ...}`` and exit 1 on failure)."""
+    parent = Path(tempfile.mkdtemp(prefix=f"ensemble-bench-{name}-"))
     parent.chmod(0o711)  # Apache's www-data workers must traverse it when run as root
     try:
-        result = run(parent, args.systems, lambda bench: measure(bench, args.units))
+        result = run(parent, systems, measuring)
     except Exception as error:  # the last line is JSON whatever happened
         print(json.dumps({"error": f"{type(error).__name__}: {error}", "commit": commit()}))
         sys.exit(1)

@@ -36,10 +36,8 @@ environment are torn down in ``finally`` (deploy.py's ``run``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,7 +45,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from cli_timeline import finish_cli, start_cli
@@ -60,9 +57,7 @@ from deploy import (
     RUNNING_HOOK,
     Bench,
     Journal,
-    _rounded,
-    commit,
-    run,
+    run_and_print,
     say,
 )
 from port_probe import first_closed, first_connected, probe
@@ -410,16 +405,7 @@ def main() -> None:
         parser.error("--systems must be at least 3, --rounds and --expose-rounds at least 1")
     if os.geteuid() != 0:
         parser.error("container systems need root (bridges, systemd-nspawn)")
-    parent = Path(tempfile.mkdtemp(prefix="ensemble-bench-relations-"))
-    parent.chmod(0o711)  # Apache's www-data workers must traverse it when run as root
-    try:
-        result = run(parent, args.systems, lambda bench: measure(bench, args.rounds, args.expose_rounds))
-    except Exception as error:  # the last line is JSON whatever happened
-        print(json.dumps({"error": f"{type(error).__name__}: {error}", "commit": commit()}))
-        sys.exit(1)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-    print(json.dumps(_rounded({**result, "commit": commit()})))
+    run_and_print("relations", args.systems, lambda bench: measure(bench, args.rounds, args.expose_rounds))
 
 
 if __name__ == "__main__":
