@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError, ProcessExitedAlready
+from twisted.internet.error import ConnectError, ConnectingCancelledError, ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorTCP, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.protocol import Protocol as TCPProtocol
@@ -374,6 +374,8 @@ async def _accepts(reactor: TunnelReactor, local_port: int) -> bool:
     endpoint = TCP4ClientEndpoint(cast(IReactorTCP, reactor), LOCAL_HOST, local_port, timeout=PROBE_TIMEOUT)
     try:
         protocol = await connectProtocol(endpoint, TCPProtocol())
+    except ConnectingCancelledError:  # the open was cancelled while this probe connected: say so as cancel does
+        raise CancelledError() from None
     except ConnectError:
         return False
     protocol.transport.loseConnection()

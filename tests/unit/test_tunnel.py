@@ -451,3 +451,19 @@ def test_exit_while_up_is_tunnel_lost(tmp_path: Path, last_words: list[str], quo
         result_of(opened.ended)
     assert raised.value.retryable and raised.value.ssh_line == quoted
     assert str(raised.value) == f"the SSH tunnel to debian@{HOST} ended (ssh exit 255: {quoted}): open it again"
+
+
+def test_cancelling_while_the_readiness_probe_connects_is_a_cancel() -> None:
+    """The open cancelled while its probe's TCP connect is in flight (a loaded machine): CancelledError, as any
+    other cancel, not Twisted's ConnectingCancelledError (CI saw it once)."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ensemble_orchestra.cli.tunnel import _accepts
+
+    reactor = MemoryReactorClock()
+    probing = Deferred.fromCoroutine(_accepts(reactor, 40123))
+    assert len(reactor.tcpClients) == 1 and not probing.called  # connecting, not connected
+    probing.cancel()
+    failures: list[Any] = []
+    probing.addErrback(failures.append)
+    assert failures and failures[0].check(CancelledError), failures
