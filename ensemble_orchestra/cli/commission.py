@@ -21,6 +21,7 @@ from twisted.internet.defer import DeferredList, DeferredSemaphore
 from ..cobbler import CobblerError, SystemRecord
 from ..commissioning.commissioner import Commissioner, Outcome, commissioned
 from ..commissioning.enlistment import accept, enlist
+from ..commissioning.record import hardware_fields
 from ..errors import UsageError
 from ..storage import open_webdav_storage
 from .environment import select_environment
@@ -230,14 +231,7 @@ def _row(provider: Any, record: SystemRecord, hw: Any, power: str) -> dict[str, 
         "commissioned": hw.commissioned if hw else None,
     }
     if hw:
-        row["hardware"] = {
-            "arch": hw.arch,
-            "cpus": hw.cpus,
-            "cpu_model": hw.cpu_model,
-            "memory_mb": hw.memory_mb,
-            "disks": [{"name": d.name, "size_bytes": d.size_bytes} for d in hw.disks],
-            "interfaces": [{"name": i.name, "mac": i.mac} for i in hw.interfaces],
-        }
+        row["hardware"] = hardware_fields(hw)
     elif record.autoinstall_meta.get("ensemble_hardware"):
         row["hardware"] = "unreadable"
     return row

@@ -22,10 +22,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .report import FORMAT_VERSION, Disk, HardwareReport, Interface, MalformedReport, parse_report
 
-__all__ = ["HARDWARE_KEY", "Hardware", "hardware_meta", "hardware_of"]
+__all__ = ["HARDWARE_KEY", "Hardware", "hardware_fields", "hardware_meta", "hardware_of"]
 
 HARDWARE_KEY = "ensemble_hardware"
 _WHEN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -64,17 +65,24 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def hardware_fields(hardware: HardwareReport | Hardware) -> dict[str, Any]:
+    """The hardware as a JSON-ready mapping (the record's fields, as ``systems --format json`` shows them)."""
+    return {
+        "arch": hardware.arch,
+        "cpus": hardware.cpus,
+        "cpu_model": hardware.cpu_model,
+        "memory_mb": hardware.memory_mb,
+        "disks": [{"name": d.name, "size_bytes": d.size_bytes} for d in hardware.disks],
+        "interfaces": [{"name": i.name, "mac": i.mac} for i in hardware.interfaces],
+    }
+
+
 def hardware_meta(report: HardwareReport, when: datetime) -> dict[str, str]:
     """The ``autoinstall_meta`` keys that record *report*, commissioned at *when*."""
     document = {
         "format": FORMAT_VERSION,
         "commissioned": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "arch": report.arch,
-        "cpus": report.cpus,
-        "cpu_model": report.cpu_model,
-        "memory_mb": report.memory_mb,
-        "disks": [{"name": d.name, "size_bytes": d.size_bytes} for d in report.disks],
-        "interfaces": [{"name": i.name, "mac": i.mac} for i in report.interfaces],
+        **hardware_fields(report),
     }
     return {HARDWARE_KEY: json.dumps(document, separators=(",", ":"))}
 
