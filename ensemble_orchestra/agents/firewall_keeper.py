@@ -18,10 +18,10 @@ from twisted.logger import Logger
 from ..deferreds import gather
 from ..errors import EnsembleError
 from ..state.client import StateClient
-from ..state.layout import unit_path
+from ..state.layout import load_document, unit_path
 from ..state.machines import MachinesState
 from ..state.topology import Topology
-from ..state.units import UnitsState
+from ..state.units import UnitRecord
 from ..state.watch import NodeWatch
 from .firewall import Firewall
 from .firewall_policy import PolicyInputs, firewall_policy, needed_machines
@@ -41,7 +41,6 @@ class FirewallKeeper:
         reactor: Any,
         client: StateClient,
         machines: MachinesState,
-        units: UnitsState,
         machine_id: int,
         firewall: Firewall,
         zookeeper_port: int | None = None,
@@ -49,14 +48,14 @@ class FirewallKeeper:
         self.reactor = reactor
         self.client = client
         self.machines = machines
-        self.units = units
         self.machine_id = machine_id
         self.firewall = firewall
         self.zookeeper_port = zookeeper_port if machine_id == 0 else None
         self.topology: Topology | None = None
         self.policy: FirewallPolicy | None = None  # the last one applied
         self.applied = 0  # how many times nft ran (tests and benchmarks read it)
-        self._unit_watches: dict[str, NodeWatch[bytes]] = {}
+        self._unit_watches: dict[str, NodeWatch[tuple[str, ...]]] = {}
+        self._open_ports: dict[str, tuple[str, ...]] = {}  # each watched unit's, as its watch last delivered
         self._retry: IDelayedCall | None = None
         self._unknown: list[int] = []
         self.reconciler = Reconciler(self._reconcile, "firewall")
@@ -82,14 +81,9 @@ class FirewallKeeper:
             return
         units = [unit.name for unit in topology.units_on(self.machine_id)]
         await self._watch_units(units)
-        records = await self.units.read_many(units)
         needed = sorted(needed_machines(self.machine_id, topology))
         addresses = await self._addresses(needed)
-        inputs = PolicyInputs(
-            {name: record.open_ports for name, record in records.items() if record is not None},
-            addresses,
-            self.zookeeper_port,
-        )
+        inputs = PolicyInputs(dict(self._open_ports), addresses, self.zookeeper_port)
         policy, unknown = firewall_policy(self.machine_id, topology, inputs)
         try:
             changed = await self.firewall.apply(policy)
@@ -120,13 +114,24 @@ class FirewallKeeper:
             self._retry = self.reactor.callLater(UNKNOWN_RETRY, self.reconciler.trigger)
 
     async def _watch_units(self, units: list[str]) -> None:
-        """A data watch on each unit node of this machine: a hook that opened a port changes it."""
+        """A data watch on each unit node of this machine, which keeps its open ports (a hook that opened a port
+        changes the node): the policy reads them from here, not from ZooKeeper again."""
         for name in sorted(set(self._unit_watches) - set(units)):
             self._unit_watches.pop(name).stop()
+            self._open_ports.pop(name, None)
         for name in sorted(set(units) - set(self._unit_watches)):
-            self._unit_watches[name] = await self.client.watch_data(
-                unit_path(name), lambda value: self.reconciler.trigger(), lambda data, stat: data
-            )
+
+            def changed(ports: tuple[str, ...] | None, name: str = name) -> None:
+                if ports is None:
+                    self._open_ports.pop(name, None)
+                else:
+                    self._open_ports[name] = ports
+                self.reconciler.trigger()
+
+            def decode(data: bytes, stat: Any, name: str = name) -> tuple[str, ...]:
+                return UnitRecord.from_document(name, load_document(data, unit_path(name))).open_ports
+
+            self._unit_watches[name] = await self.client.watch_data(unit_path(name), changed, decode)
 
     async def _addresses(self, machine_ids: list[int]) -> dict[int, tuple[str, ...]]:
         """Each machine's addresses: the provider's (known at launch) and its agent's own (once it runs)."""

@@ -77,10 +77,9 @@ class MachineAgent:
         self.deployer = self.make_deployer(
             self.reactor, self.client, UnitsState(self.client, settings.identities), self.machine_id
         )
-        units = UnitsState(self.client, settings.identities)
         if self.firewall is not None:
             self.firewall_keeper = FirewallKeeper(
-                self.reactor, self.client, self.machines, units, self.machine_id, self.firewall, self._zookeeper_port()
+                self.reactor, self.client, self.machines, self.machine_id, self.firewall, self._zookeeper_port()
             )
         await TopologyNode(self.client).watch(self._topology_changed)
         loop = LoopingCall(self._tick)

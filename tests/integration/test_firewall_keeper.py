@@ -117,7 +117,6 @@ class Env:
             reactor,
             agent,
             MachinesState(agent, IDENTITIES),
-            UnitsState(agent, IDENTITIES),
             machine,
             cast(Firewall, recorder),
             zookeeper_port,
