@@ -340,8 +340,7 @@ class UnitAgent:
 
     async def _run_relation_hook(self, step: RelationStep) -> RelationLocal | None:
         assert self.relations_state is not None and step.kind is not None
-        relation = step.failure  # the relation as it was before the hook (failure only adds `failed`)
-        relation = RelationLocal(relation.id, relation.name, relation.remote_service, relation.joined, relation.left)
+        relation = dataclasses.replace(step.failure, failed=None)  # as before the hook: failure only adds it
         hook = f"{relation.name}-relation-{step.kind}"
         extra = {"ENSEMBLE_RELATION": relation.name, "JUJU_RELATION": relation.name}
         extra |= {"ENSEMBLE_RELATION_ID": relation.key, "JUJU_RELATION_ID": relation.key}

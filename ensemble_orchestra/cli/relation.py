@@ -12,7 +12,6 @@ import argparse
 from typing import Any
 
 from ..charm.metadata import CharmMetadata
-from ..charm.url import is_valid_name
 from ..errors import UsageError
 from ..state.charms import read_charm
 from ..state.endpoints import EndpointError, match_relation, parse_endpoint
@@ -22,6 +21,7 @@ from ..state.topology import Relation, Topology
 from ..state.topology_node import TopologyNode
 from ._state import run_on_state
 from .connection import StateConnection
+from .names import service_name
 from .progress import Progress
 
 __all__ = ["add_parser"]
@@ -33,9 +33,10 @@ def endpoint(text: str) -> tuple[str, str | None]:
         service, name = parse_endpoint(text)
     except EndpointError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if not is_valid_name(service):
-        raise argparse.ArgumentTypeError(f"{text!r}: {service!r} is not a service name (like 'mysql')")
-    return service, name
+    try:
+        return service_name(service), name
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
 def add_parser(
