@@ -60,6 +60,7 @@ class MachineAgent:
         self.make_deployer = make_deployer or UnitDeployer
         self.deployer: UnitDeployer | None = None
         self.firewall = firewall
+        self.topology: Topology | None = None
         self.firewall_keeper: FirewallKeeper | None = None
         self._reconciler = Reconciler(self._reconcile, "deploying units")
 
@@ -94,6 +95,7 @@ class MachineAgent:
                 self.firewall_keeper.stop()
 
     def _topology_changed(self, topology: Topology | None) -> None:
+        self.topology = topology
         self._reconciler.trigger()
         if self.firewall_keeper is not None:
             self.firewall_keeper.topology_changed(topology)
@@ -112,7 +114,9 @@ class MachineAgent:
 
     async def _reconcile(self) -> None:
         assert self.client is not None and self.deployer is not None
-        topology: Topology = await TopologyNode(self.client).read()
+        topology = self.topology  # the watch's latest: it delivers every change
+        if topology is None:
+            topology = await TopologyNode(self.client).read()
         await self.deployer.reconcile(topology)
 
     async def register(self) -> None:
