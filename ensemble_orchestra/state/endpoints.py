@@ -42,7 +42,7 @@ def parse_endpoint(text: str) -> tuple[str, str | None]:
     return service, name or None
 
 
-def _endpoints(service: str, metadata: CharmMetadata, role: str) -> dict[str, RelationSpec]:
+def _endpoints(metadata: CharmMetadata, role: str) -> dict[str, RelationSpec]:
     specs: Mapping[str, RelationSpec] = getattr(metadata, role)
     return dict(specs)
 
@@ -51,7 +51,7 @@ def _describe(service: str, metadata: CharmMetadata) -> str:
     parts = [
         f"{role} {name} ({spec.interface})"
         for role in ("provides", "requires")
-        for name, spec in sorted(_endpoints(service, metadata, role).items())
+        for name, spec in sorted(_endpoints(metadata, role).items())
     ]
     return f"{service} {', '.join(parts)}" if parts else f"{service} has no provides or requires relations"
 
@@ -71,14 +71,14 @@ def match_relation(
     if a == b:
         raise EndpointError(f"cannot relate {a} to itself: peer relations are added by deploy from the charm's peers")
     for service, name in ((a, a_name), (b, b_name)):
-        if name is not None and not any(name in _endpoints(service, metadata[service], r) for r in _ROLE_OF):
+        if name is not None and not any(name in _endpoints(metadata[service], r) for r in _ROLE_OF):
             raise EndpointError(
                 f"service {service} has no relation named {name!r}: {_describe(service, metadata[service])}"
             )
     candidates: list[Match] = []
     for provider, p_name, requirer, r_name in ((a, a_name, b, b_name), (b, b_name, a, a_name)):
-        provides = _endpoints(provider, metadata[provider], "provides")
-        requires = _endpoints(requirer, metadata[requirer], "requires")
+        provides = _endpoints(metadata[provider], "provides")
+        requires = _endpoints(metadata[requirer], "requires")
         for pn, pspec in sorted(provides.items()):
             for rn, rspec in sorted(requires.items()):
                 if pspec.interface != rspec.interface or p_name not in (None, pn) or r_name not in (None, rn):
@@ -108,7 +108,7 @@ def match_relation(
             raise EndpointError(f"{relation.describe()}: related already (relation {relation.id})")
     for endpoint in match.endpoints:
         role = "provides" if endpoint.role == "server" else "requires"
-        limit = _endpoints(endpoint.service, metadata[endpoint.service], role)[endpoint.name].limit
+        limit = _endpoints(metadata[endpoint.service], role)[endpoint.name].limit
         taken = sum(
             1 for relation in topology.relations_of(endpoint.service) if any(e == endpoint for e in relation.endpoints)
         )
