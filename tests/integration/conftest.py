@@ -21,12 +21,11 @@ from ensemble_orchestra.lab.testing import RunningLab, start_lab
 from ensemble_orchestra.provider.ownership import ENV_KEY
 from ensemble_orchestra.state.client import StateClient
 
-AGENTS_ENV = "agents"
-
-
-def ensemble_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+from _lab_cli import ENV as AGENTS_ENV  # noqa: E402
+from _lab_cli import ensemble_cli  # noqa: E402
 
 
 class Environment:
