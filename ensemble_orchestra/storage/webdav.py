@@ -52,6 +52,7 @@ DEFAULT_TIMEOUT = 30.0
 EXCLUSIVE_ROOT = "exclusive"
 _RESENDABLE = (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived)
 _BAD_SEGMENT = re.compile(r"[\x00-\x1f\x7f]")
+_MKCOL_RACE_RETRIES = 3  # a 403 on a marker that is absent again: MKCOL again, this many times
 
 
 # `WebDAVStorage.list` shadows the builtin inside the class body, annotations included.
@@ -263,13 +264,20 @@ class WebDAVStorage:
         if reply.code == 409:  # the markers' parent collections do not exist yet
             await self._make_collections(parts[:-1])
             reply = await self._exchange("MKCOL", url)
+        for _ in range(_MKCOL_RACE_RETRIES):
+            if reply.code != 403:
+                break
+            # mod_dav answers a MKCOL that lost the race inside mkdir (EEXIST) with 403, as it answers a
+            # denied one: if the marker is there, the race was lost.
+            if await self._exists(url):
+                return False
+            # Not there (any more): its winner dropped it between our mkdir and our look. Try again.
+            reply = await self._exchange("MKCOL", url)
         if reply.code == 201:
             log.debug("won exclusive marker {url}", url=url)
             return True
         if reply.code == 405:
             return False
-        if reply.code == 403 and await self._exists(url):
-            return False  # mod_dav's race: a concurrent MKCOL made the directory first (mkdir: EEXIST)
         raise error_for_status(reply.code, "MKCOL", url)
 
     async def _exclusive_age(self, name: str) -> float | None:

@@ -43,11 +43,17 @@ def test_concurrent_claimer_processes_never_share_a_system(pool_lab, tmp_path: P
         )
         for i in range(CLAIMERS)
     ]
-    claimed: dict[str, list[str]] = {}
-    for i, proc in enumerate(procs):
-        out, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err[-2000:]
-        claimed[f"race{i}"] = [name for name, _ in json.loads(out.strip().splitlines()[-1])]
+    outputs = [proc.communicate(timeout=240) for proc in procs]
+    # Every failed claimer's own words: the first to fail in index order may only show another's failure.
+    failed = [
+        f"race{i} (exit {proc.returncode}): {err[-1500:]}"
+        for i, (proc, (_, err)) in enumerate(zip(procs, outputs, strict=True))
+        if proc.returncode
+    ]
+    assert failed == [], "\n\n".join(failed)
+    claimed = {
+        f"race{i}": [name for name, _ in json.loads(out.strip().splitlines()[-1])] for i, (out, _) in enumerate(outputs)
+    }
 
     every = [name for names in claimed.values() for name in names]
     duplicates = [name for name, n in Counter(every).items() if n > 1]

@@ -177,6 +177,43 @@ def test_put_is_resent_once_but_mkcol_never() -> None:
     assert isinstance(outcome[1].value, StorageUnavailable) and agent.methods == [b"MKCOL"]
 
 
+@implementer(IAgent)
+class ScriptedAgent:
+    """Answers each request with the next status of a script; records the methods asked."""
+
+    def __init__(self, *codes: int) -> None:
+        self.codes = list(codes)
+        self.methods: list[bytes] = []
+
+    def request(self, method, uri, headers=None, bodyProducer=None):
+        self.methods.append(method)
+        return defer.succeed(_Response(self.codes.pop(0)))
+
+
+@pytest.mark.parametrize(
+    ("codes", "outcome", "methods"),
+    [
+        # mod_dav: a MKCOL that lost inside mkdir gets 403 (EEXIST); the marker is there: lost.
+        ((403, 207), False, [b"MKCOL", b"PROPFIND"]),
+        # ...the winner dropped it before we looked: MKCOL again, and win it.
+        ((403, 404, 201), True, [b"MKCOL", b"PROPFIND", b"MKCOL"]),
+        ((403, 404, 405), False, [b"MKCOL", b"PROPFIND", b"MKCOL"]),
+        # A denied MKCOL (403, nothing there, each time) is an authorisation error after three looks.
+        ((403, 404) * 3 + (403,), StorageAuthError, [b"MKCOL", b"PROPFIND"] * 3 + [b"MKCOL"]),
+    ],
+)
+def test_mkcol_403_is_a_lost_race_only_if_the_marker_exists(codes, outcome, methods) -> None:
+    agent = ScriptedAgent(*codes)
+    storage = WebDAVStorage(Clock(), agent, "http://orchestra.example/webdav", "env")
+    result: list = []
+    storage.create_exclusive("claims/uid-1").addBoth(result.append)
+    assert agent.methods == methods and agent.codes == []
+    if isinstance(outcome, bool):
+        assert result == [outcome]
+    else:
+        assert isinstance(result[0].value, outcome) and "MKCOL" in str(result[0].value)
+
+
 @pytest.mark.parametrize(
     ("url", "prefix", "message"),
     [
