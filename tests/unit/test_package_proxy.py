@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -123,8 +124,11 @@ def test_a_file_mirror_cannot_be_forwarded_to(tmp_path: Path) -> None:
 
 
 def free_low_port() -> int:
-    """A port below 32768 that nothing listens on (the kernel's own picks are above apt-cacher-ng's range)."""
-    for port in range(23000, 24000):
+    """A port below 32768 that nothing listens on (the kernel's own picks are above apt-cacher-ng's range).
+
+    Tried in a random order: the suite's other worker looks for one at the same time, and two that took the
+    first free one had the same port (seen in CI: "port 23000 is in use")."""
+    for port in random.sample(range(23000, 24000), 1000):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
