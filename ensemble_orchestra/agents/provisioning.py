@@ -13,6 +13,9 @@
 - Restart-safe: the provider records the owner and the machine id on every system it launches, so a machine
   launched just before a crash is found and adopted, never launched twice; the new machine's agent identity
   is recorded (and allowed in its node's ACL) BEFORE the launch, so an adopted machine's agent can register.
+- A machine's user data (its agent's secrets) waits in its Cobbler record, which every user of that Cobbler can
+  read, until the machine's agent registers: then the secrets have arrived and the provider drops it
+  (``forget_user_data``). The agent's presence is watched meanwhile, so this happens at once.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ from ..state.acl import machine_user, new_credential
 from ..state.client import StateClient
 from ..state.environment import EnvironmentSettings, read_environment, read_settings, wait_initialized
 from ..state.errors import StateNodeExistsError, StateNotFoundError
-from ..state.layout import ENVIRONMENT, PROVISIONING_LOCK, dump_document
+from ..state.layout import ENVIRONMENT, PROVISIONING_LOCK, dump_document, machine_agent_path
 from ..state.machines import MachineRecord, MachinesState
 from ..state.topology import Topology
 from ..state.topology_node import TopologyNode
 from ..state.units import UnitsState
-from ..state.watch import SessionState
+from ..state.watch import NodeWatch, SessionState
 from .config import AgentConfig
 from .reconciler import Reconciler
 
@@ -81,6 +84,8 @@ class ProvisioningAgent:
         self.machines: MachinesState | None = None
         self.units: UnitsState | None = None
         self._granted: set[tuple[str, str]] = set()
+        # Machines whose user data waits for their agent: a watch on each one's presence node.
+        self._awaited: dict[int, NodeWatch[bool]] = {}
         self.provider: Any = None
         self.stopped: Deferred[None] = Deferred()
         self._reconciler = Reconciler(self.reconcile, "reconcile")
@@ -113,6 +118,9 @@ class ProvisioningAgent:
                 loop.stop()
 
     async def close(self) -> None:
+        for watch in self._awaited.values():
+            watch.stop()
+        self._awaited.clear()
         if self.provider is not None:
             await self.provider.close()
         if self.client is not None:
@@ -184,6 +192,7 @@ class ProvisioningAgent:
                             name=found.system_name,
                         )
                 await self._grant_units(topology, record)
+                await self._forget_user_data(machine_id, found)
             elif machine_id != 0:
                 try:
                     await self._launch(topology, record)
@@ -193,6 +202,8 @@ class ProvisioningAgent:
                         id=machine_id,
                         error=str(error) if isinstance(error, EnsembleError) else repr(error),
                     )
+        for machine_id in [i for i in self._awaited if i not in topology.machines]:
+            self._awaited.pop(machine_id).stop()
         for machine_id_text, machine in provided.items():
             known = machine_id_text.isdigit() and int(machine_id_text) in topology.machines
             if not known:
@@ -218,6 +229,39 @@ class ProvisioningAgent:
             except StateNotFoundError:  # removed meanwhile
                 continue
             self._granted.add((unit.name, record.agent_identity))
+
+    async def _forget_user_data(self, machine_id: int, machine: Any) -> None:
+        """Once machine *machine_id*'s agent has registered, drop its user data from the provider's record;
+        until then, watch its presence so that the drop follows the registration at once."""
+        assert self.client is not None and self.machines is not None
+        forget = getattr(self.provider, "forget_user_data", None)
+        if forget is None or not getattr(machine, "holds_user_data", False):
+            if machine_id in self._awaited:
+                self._awaited.pop(machine_id).stop()
+            return
+        if await self.machines.presence(machine_id) is None:
+            await self._await_agent(machine_id)
+            return
+        try:
+            if await forget(machine):
+                log.info("machine {id}: its user data left {name}'s record", id=machine_id, name=machine.system_name)
+        except Exception as error:  # the next reconcile tries again; the launches of this one go on
+            log.warn(
+                "machine {id}: could not drop its user data from the provider's record: {error}",
+                id=machine_id,
+                error=str(error) if isinstance(error, EnsembleError) else repr(error),
+            )
+            return
+        if machine_id in self._awaited:
+            self._awaited.pop(machine_id).stop()
+
+    async def _await_agent(self, machine_id: int) -> None:
+        """Reconcile as soon as machine *machine_id*'s agent registers (its presence node appears)."""
+        assert self.client is not None
+        if machine_id not in self._awaited:
+            self._awaited[machine_id] = await self.client.watch_data(
+                machine_agent_path(machine_id), lambda present: present and self.trigger(), lambda data, stat: True
+            )
 
     async def _launch(self, topology: Topology, record: MachineRecord) -> None:
         assert self.machines is not None and self.settings is not None and self.config.machine_agents is not None
@@ -256,6 +300,8 @@ class ProvisioningAgent:
             )
         )
         self.launched.append(machine_id)
+        if getattr(self.provider, "forget_user_data", None) is not None:
+            await self._await_agent(machine_id)  # its user data is dropped once it registers
         log.info(
             "machine {id}: launched {name} ({instance})",
             id=machine_id,

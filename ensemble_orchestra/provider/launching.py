@@ -10,6 +10,7 @@ error says so (``RollbackFailed``).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from .claiming import Claimer
 from .claims import ClaimRegistry
 from .errors import MissingProfile, NoMatchingSystems, ProviderError, RollbackFailed
 from .matching import Constraints
-from .ownership import MACHINE_KEY, OrchestraMachine, Pool
+from .ownership import OrchestraMachine, Pool
 from .power import PowerController
 from .releasing import Releaser
 
@@ -121,7 +122,8 @@ class Launcher:
             self._progress("writing user data", record.name)
             # From here Cobbler may record us as owner, even if the call then fails or is cancelled.
             stage = _Stage.WRITTEN
-            await self._write(record, self._pool.claim_fields(record, machine_id, profile, user_data))
+            fields = self._pool.claim_fields(record, machine_id, profile, user_data)
+            await self._write(record, fields)
             _log.info(
                 "claimed {system} ({uid}) as machine {machine}", system=record.name, uid=record.uid, machine=machine_id
             )
@@ -133,15 +135,15 @@ class Launcher:
         except BaseException as error:  # including cancellation (Ctrl-C): never strand the system
             await self._rollback(record, stage, error)
             raise
-        return OrchestraMachine.from_record(
-            SystemRecord(
-                name=record.name,
-                uid=record.uid,
-                hostname=record.hostname,
-                netboot_enabled=True,
-                autoinstall_meta={MACHINE_KEY: machine_id},
-            )
+        # The record as the edit left it: its interfaces (the address the firewalls need) and its user data.
+        claimed = dataclasses.replace(
+            record,
+            netboot_enabled=True,
+            autoinstall_meta=fields["autoinstall_meta"],
+            mgmt_classes=tuple(fields["mgmt_classes"]),
+            profile=profile,
         )
+        return OrchestraMachine.from_record(claimed)
 
     async def _rollback(self, record: SystemRecord, stage: _Stage, error: BaseException) -> None:
         """Undo a failed launch as far as it got; RollbackFailed if the system must stay owned."""

@@ -198,6 +198,24 @@ class OrchestraProvider:
         await self.power.boot_for_install(ours.system_name)
         return True
 
+    @deferred
+    async def forget_user_data(self, machine: IProviderMachine) -> bool:
+        """Drop an installed machine's user data from its Cobbler record, which every user of that Cobbler can
+        read: it carries the machine agent's secrets, needed only by the install. Call it once the machine's
+        agent has registered (the secrets reached it). A machine still set to install keeps it.
+
+        True if it was dropped now; False if there was nothing to drop (or the system is no longer this machine).
+        """
+        ours = _ours(machine)
+        record = await self.client.get_system(ours.system_name)
+        if not self.pool.is_ours(record) or record.uid != ours.instance_id or record.netboot_enabled:
+            return False
+        if USER_DATA_KEY not in record.autoinstall_meta:
+            return False
+        await self.client.edit_system(record.name, self.pool.forget_user_data_fields(record))
+        _log.info("{name}: dropped its user data (the agent's secrets) from its Cobbler record", name=record.name)
+        return True
+
     # -- releasing -----------------------------------------------------------------------------
 
     @deferred

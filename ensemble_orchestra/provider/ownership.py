@@ -38,6 +38,7 @@ class OrchestraMachine:
     system_name: str
     machine_id: str
     address: str = ""  # the first interface's IP Cobbler records ("" if none): what SSH reaches when DNS cannot
+    holds_user_data: bool = False  # its record still carries the user data (its agent's secrets)
 
     @property
     def reach(self) -> str:
@@ -56,6 +57,7 @@ class OrchestraMachine:
             system_name=record.name,
             machine_id=str(record.autoinstall_meta.get(MACHINE_KEY, "")),
             address=next((i.ip_address for i in record.interfaces if i.ip_address), ""),
+            holds_user_data=USER_DATA_KEY in record.autoinstall_meta,
         )
 
 
@@ -99,6 +101,10 @@ class Pool:
             "netboot_enabled": True,
             "comment": f"ensemble environment {self.environment} machine {machine_id}",
         }
+
+    def forget_user_data_fields(self, record: SystemRecord) -> dict[str, Any]:
+        """One edit that drops the user data (read by the installer; it holds the agent's secrets), owner kept."""
+        return {"autoinstall_meta": {k: v for k, v in record.autoinstall_meta.items() if k != USER_DATA_KEY}}
 
     def release_fields(self, record: SystemRecord) -> dict[str, Any]:
         """One edit that gives the system back to the available class, without owner or install."""

@@ -9,6 +9,7 @@ ZooKeeper restart.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import inspect
 import json
@@ -41,6 +42,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("agents")]
 ENV = "agents"  # the environment of conftest's agents_environment
 MACHINE_UP_TIMEOUT = 240.0  # topology → launched → installed → cloud-init (python3 packages) → agent registered
 RELEASE_TIMEOUT = 90.0
+USER_DATA_DROP_TIMEOUT = 15.0  # agent registered → user data gone from Cobbler (a presence watch; measured ~1 s)
 
 
 def _ensemble(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -179,21 +181,41 @@ async def test_a_machine_added_to_the_topology_is_launched_and_terminate_machine
     env = environment
     started = time.monotonic()
     machine_id = await _add_machine(env)
+
+    def launched() -> dict[str, Any] | None:
+        found = [r for r in env.owned().values() if r["autoinstall_meta"].get(MACHINE_KEY) == str(machine_id)]
+        return found[0] if found else None
+
+    system = await _wait(launched, MACHINE_UP_TIMEOUT, f"machine {machine_id} launched", every=1.0)
+    name = system["name"]
+    # Its user data carries its agent's credentials, never the admin secret or the provider's passwords.
+    user_data = base64.b64decode(system["autoinstall_meta"][USER_DATA_KEY]).decode()
+    assert "/etc/ensemble/machine-agent.yaml" in user_data  # what the drop below takes out of Cobbler's view
+    for secret in (env.raw["admin-secret"], env.raw["orchestra-pass"], env.raw["storage-pass"]):
+        assert secret not in user_data
     record, presence = await _wait(
         lambda: _registered(env, machine_id),
         MACHINE_UP_TIMEOUT,
         f"machine {machine_id}'s agent registered",
-        every=3.0,
+        every=1.0,
     )
-    print(f"machine added → its agent registered: {time.monotonic() - started:.1f} s")
-    [name] = [n for n, r in env.owned().items() if r["autoinstall_meta"].get(MACHINE_KEY) == str(machine_id)]
-    assert record.provider_machine_id == env.owned()[name]["uid"] and record.instance_name == name
-    # Its user data carries its agent's credentials, never the admin secret or the provider's passwords.
-    import base64
-
-    user_data = base64.b64decode(env.owned()[name]["autoinstall_meta"][USER_DATA_KEY]).decode()
-    for secret in (env.raw["admin-secret"], env.raw["orchestra-pass"], env.raw["storage-pass"]):
-        assert secret not in user_data
+    registered = time.monotonic()
+    print(f"machine added → its agent registered: {registered - started:.1f} s")
+    assert record.provider_machine_id == system["uid"] and record.instance_name == name
+    # The provider's address was recorded at launch (machine 0's firewall lets it reach ZooKeeper by it).
+    assert record.address == system["interfaces"]["eth0"]["ip_address"] and record.address
+    # Once its agent registered, the secrets have arrived: the user data leaves the Cobbler record, which every
+    # Cobbler user can read (the owner keys stay). Machine 0's went when its agent first registered.
+    await _wait(
+        lambda: USER_DATA_KEY not in env.owned()[name]["autoinstall_meta"],
+        USER_DATA_DROP_TIMEOUT,
+        f"{name}'s user data dropped from its Cobbler record",
+        every=0.5,
+    )
+    print(f"agent registered → user data dropped from Cobbler: {time.monotonic() - registered:.1f} s")
+    assert env.owned()[name]["autoinstall_meta"].get(MACHINE_KEY) == str(machine_id)
+    [machine0] = [r for r in env.owned().values() if r["autoinstall_meta"].get(MACHINE_KEY) == "0"]
+    assert USER_DATA_KEY not in machine0["autoinstall_meta"]
     status = json.loads(_ensemble("status", "-e", ENV, "--format", "json").stdout)
     assert status["machines"][str(machine_id)]["agent-state"] == "running"
     assert status["machines"][str(machine_id)]["private-address"] == presence.addresses[0]

@@ -227,3 +227,33 @@ def test_resume_launch_powers_on_a_system_whose_launcher_died_before_the_power_o
     assert world.run(alpha.resume_launch(machine)) is True
     assert world.cobbler.power_state[name] is True and world.cobbler.power_actions(name)[-1] == "on"
     assert world.run(alpha.resume_launch(machine)) is False  # it runs now: nothing to do
+
+
+def test_forget_user_data_drops_only_an_installed_machines_user_data_and_keeps_its_owner(make_world) -> None:
+    """The user data (the agent's secrets) leaves the record of an installed machine; one still set to install
+    keeps it (its installer needs it), as does a system another environment owns now."""
+    world = make_world(systems=2)
+    alpha, beta = world.provider("alpha"), world.provider("beta")
+    [machine] = world.run(alpha.start_machine(world.machine("1")))
+    meta = world.cobbler.systems[machine.system_name]["autoinstall_meta"]
+    assert "ensemble_user_data" in meta and machine.holds_user_data
+    # The launched machine says where it is (the firewalls need it before its agent can tell).
+    ip = world.cobbler.systems[machine.system_name]["interfaces"]["eth0"]["ip_address"]
+    assert ip and machine.address == ip and machine.state == "pending"
+    assert world.run(alpha.forget_user_data(machine)) is False  # netboot on: not installed yet
+    assert "ensemble_user_data" in world.cobbler.systems[machine.system_name]["autoinstall_meta"]
+
+    world.cobbler.systems[machine.system_name]["netboot_enabled"] = False  # the installer's nopxe
+    assert world.run(alpha.forget_user_data(machine)) is True
+    after = world.cobbler.systems[machine.system_name]["autoinstall_meta"]
+    assert after == {k: v for k, v in meta.items() if k != "ensemble_user_data"}
+    assert world.owned_by("alpha") == [machine.system_name]  # still owned, with its machine id
+    [again] = world.run(alpha.get_machines())
+    assert not again.holds_user_data and again.machine_id == "1"
+    assert world.run(alpha.forget_user_data(again)) is False  # nothing left to drop: no edit
+
+    # A machine of another environment (or a record reused since) is never edited.
+    [other] = world.run(beta.start_machine(world.machine("1")))
+    world.cobbler.systems[other.system_name]["netboot_enabled"] = False
+    assert world.run(alpha.forget_user_data(other)) is False
+    assert "ensemble_user_data" in world.cobbler.systems[other.system_name]["autoinstall_meta"]

@@ -1,0 +1,162 @@
+"""The provisioning agent drops a machine's user data (its agent's secrets) from the provider's record once
+that machine's agent has registered — at once, through a watch on its presence, not at the next periodic
+reconcile — and never before. Real ZooKeeper, the real agent, a recording provider (the Orchestra provider's
+``forget_user_data`` itself is tested on fakes in tests/unit and on the lab's Cobbler in test_agents).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+
+from ensemble_orchestra.agents.config import AgentConfig
+from ensemble_orchestra.agents.provisioning import ProvisioningAgent
+from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
+from ensemble_orchestra.provider.errors import ProviderError
+from ensemble_orchestra.state.acl import Credential
+from ensemble_orchestra.state.client import StateClient
+from ensemble_orchestra.state.environment import store_environment
+from ensemble_orchestra.state.machines import AgentPresence, MachinesState
+from ensemble_orchestra.state.testing import Roles, initialized_zookeeper, session
+
+ROLES = Roles.make()
+BOUND = 5.0  # s from a registration to the drop (measured: tens of ms; printed)
+
+
+@pytest.fixture(scope="module")
+def user_data_zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+    with initialized_zookeeper(Path(tmp_path_factory.mktemp("user-data-zookeeper")), ROLES) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the agent reads of a provider machine."""
+
+    machine_id: str
+    instance_id: str
+    system_name: str
+    holds_user_data: bool = True
+    address: str = ""
+
+
+class RecordingProvider:
+    """Machines that hold user data until ``forget_user_data``; each drop's time; failures on request."""
+
+    def __init__(self) -> None:
+        self.machines = {"0": Machine("0", "uid-0", "node001")}
+        self.credentials: dict[int, Credential] = {}
+        self.forgotten: dict[str, float] = {}
+        self.failures_to_give = 0
+        self.forget_calls = 0
+
+    async def get_machines(self) -> list[Machine]:
+        return list(self.machines.values())
+
+    async def start_machine(self, machine_data: dict[str, Any]) -> list[Machine]:
+        machine_id = str(machine_data["machine-id"])
+        self.credentials[int(machine_id)] = Credential.from_dict(machine_data["agent-credentials"][0])
+        self.machines[machine_id] = Machine(machine_id, f"uid-{machine_id}", f"node{int(machine_id) + 1:03d}")
+        return [self.machines[machine_id]]
+
+    async def forget_user_data(self, machine: Machine) -> bool:
+        self.forget_calls += 1
+        if self.failures_to_give:
+            self.failures_to_give -= 1
+            raise ProviderError(f"Cobbler refused the edit of {machine.system_name} (test)")
+        current = self.machines[machine.machine_id]
+        if not current.holds_user_data:
+            return False
+        self.machines[machine.machine_id] = dataclasses.replace(current, holds_user_data=False)
+        self.forgotten[machine.machine_id] = time.monotonic()
+        return True
+
+    async def shutdown_machines(self, machines: list[Machine]) -> list[Machine]:
+        for machine in machines:
+            self.machines.pop(machine.machine_id, None)
+        return machines
+
+    async def close(self) -> None:
+        pass
+
+
+async def _until(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds:g} s: {what}")
+        await deferLater(reactor, 0.02, lambda: None)
+
+
+async def _register(hosts: str, machine_id: int, credential: Credential) -> StateClient:
+    """Machine *machine_id*'s agent registering, as the machine agent does (its session keeps the presence)."""
+    client = await session(reactor, hosts, credential)
+    presence = AgentPresence((f"10.9.0.{machine_id}",), f"node{machine_id + 1:03d}", "test", 1)
+    await MachinesState(client, ROLES.identities).register(machine_id, presence, credential.identity)
+    return client
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_data_is_dropped_once_the_agent_registers_and_not_before(
+    user_data_zookeeper: ZooKeeperServer,
+) -> None:
+    hosts = user_data_zookeeper.hosts
+    admin = await session(reactor, hosts, ROLES.admin)
+    await store_environment(admin, ROLES.identities, {"name": "user-data", "config": {"type": "orchestra"}})
+    provider = RecordingProvider()
+    config = AgentConfig(hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
+    # No periodic reconcile in this test: only the topology's watch and the presence watches may trigger one.
+    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
+    running = defer.Deferred.fromCoroutine(agent.run())
+    sessions: list[StateClient] = []
+    try:
+        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
+        assert provider.forgotten == {}  # machine 0's agent has not registered: its user data stays
+
+        # Machine 0's agent registers (the admin stands in for its credential): dropped at once.
+        registered = time.monotonic()
+        sessions.append(await _register(hosts, 0, ROLES.admin))
+        await _until(lambda: "0" in provider.forgotten, BOUND, "machine 0's user data dropped")
+        print(f"machine 0 registered → user data dropped: {provider.forgotten['0'] - registered:.3f} s")
+
+        # A new machine: launched with user data, which stays until its own agent registers.
+        machines = MachinesState(admin, ROLES.identities)
+        reconciled = agent.reconciled
+        new_id = await machines.add_machine()
+        await _until(lambda: agent.reconciled > reconciled, 10, f"machine {new_id} launched")
+        assert new_id in provider.credentials and str(new_id) not in provider.forgotten
+        assert new_id in agent._awaited  # watched from its launch on
+
+        # Its first drop fails (Cobbler refused the edit): logged, and the next reconcile drops it.
+        provider.failures_to_give = 1
+        registered = time.monotonic()
+        sessions.append(await _register(hosts, new_id, provider.credentials[new_id]))
+        await _until(lambda: provider.forget_calls >= 2, BOUND, f"machine {new_id}'s first drop tried")
+        assert str(new_id) not in provider.forgotten
+        await agent.trigger()
+        assert str(new_id) in provider.forgotten
+        print(f"machine {new_id} registered → user data dropped (second try): {time.monotonic() - registered:.3f} s")
+
+        # Dropped once: later reconciles leave the machines alone (no watch, no call).
+        calls = provider.forget_calls
+        await agent.trigger()
+        assert provider.forget_calls == calls and agent._awaited == {}
+    finally:
+        for client in sessions:
+            await client.close()
+        if not agent.stopped.called:
+            agent.stopped.callback(None)
+        try:
+            await running
+        finally:
+            await agent.close()
+            await admin.close()
