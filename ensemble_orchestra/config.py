@@ -78,6 +78,7 @@ ORCHESTRA_KEYS: tuple[Key, ...] = (
     Key("placement", "unit placement policy: unassigned or local", default="unassigned"),
     Key("cobbler-api-url", "Cobbler XML-RPC endpoint", default="http://<orchestra-server>/cobbler_api"),
     Key("ca-bundle", "CA certificates (PEM) to verify https endpoints with; default: the system's"),
+    Key("ca-certificates", "the same certificates as PEM text (the provisioning agent's copy carries these)"),
     Key("power-timeout", "seconds to wait for a power state to be confirmed", default=120.0, kind=float),
     Key("launch-concurrency", "launches and releases in flight at once", default=8, kind=int),
     Key("ensemble-origin", "how machines get ensemble-orchestra: upload (the CLI's own)", default="upload"),
@@ -109,7 +110,7 @@ class OrchestraConfig:
     authorized_keys: str
     placement: str
     cobbler_api_url: str
-    ca_bundle: Path | None
+    ca_bundle: Path | bytes | None  # a PEM file's path (ca-bundle) or the PEM text itself (ca-certificates)
     power_timeout: float
     launch_concurrency: int
     ensemble_origin: str = "upload"
@@ -329,8 +330,16 @@ def parse_orchestra(
             "is not set and ~/.ssh has no id_*.pub: set it, or authorized-keys-path, or create a key with ssh-keygen",
         )
 
-    ca_bundle = None
-    if v["ca-bundle"]:
+    ca_bundle: Path | bytes | None = None
+    if v["ca-bundle"] and v["ca-certificates"]:
+        raise _fail(source, env, "ca-bundle", "and 'ca-certificates' are exclusive: set only one")
+    if v["ca-certificates"]:
+        ca_bundle = v["ca-certificates"].encode()
+        try:
+            read_ca_bundle(ca_bundle)
+        except CABundleError as error:
+            raise _fail(source, env, "ca-certificates", f"is unusable: {error}") from None
+    elif v["ca-bundle"]:
         ca_bundle = Path(v["ca-bundle"]).expanduser()
         if not ca_bundle.is_file():
             raise _fail(source, env, "ca-bundle", f"names {ca_bundle}, which is not a file")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IAgent
 
+from ..http.agent import CABundle
 from ..schedule import Schedule
 from ..secret import Secret, reveal
 from ._globs import covering_glob
@@ -71,7 +71,7 @@ class CobblerClient(AdminCalls, PowerCalls):
         sync_timeout: float = 600.0,
         max_concurrency: int = 8,
         retry: Schedule = DEFAULT_RETRY,
-        ca_bundle: str | Path | None = None,
+        ca_bundle: CABundle | None = None,
         agent: IAgent | None = None,
         task_polling: Schedule = DEFAULT_TASK_POLLING,
     ) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
 
@@ -27,7 +26,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from ..deferreds import deferred
-from ..http.agent import make_agent
+from ..http.agent import CABundle, make_agent
 from ..http.body import BytesBody, read_body
 from ..http.cancel import is_cancellation
 from ..http.deadline import within
@@ -70,7 +69,7 @@ class XmlRpcTransport:
         timeout: float = 30.0,
         max_concurrency: int = 8,
         retry: Schedule = DEFAULT_RETRY,
-        ca_bundle: str | Path | None = None,
+        ca_bundle: CABundle | None = None,
         agent: IAgent | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):

@@ -15,7 +15,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionP
 
 from ..errors import UsageError
 
-__all__ = ["IDLE_CONNECTION_S", "CABundleError", "make_agent", "read_ca_bundle"]
+__all__ = ["IDLE_CONNECTION_S", "CABundle", "CABundleError", "make_agent", "read_ca_bundle"]
 
 # Below Apache's default KeepAliveTimeout (5 s), so we drop an idle connection before the server does
 # (a request sent on a connection the server is closing at that moment gets no answer, and Twisted
@@ -29,27 +29,36 @@ class CABundleError(UsageError):
     """A CA bundle that cannot be used; the message names the file."""
 
 
-def read_ca_bundle(path: str | Path) -> list[bytes]:
-    """The PEM certificate blocks of the CA bundle *path* (text between them is ignored, as OpenSSL does).
+# A CA bundle: the path of a PEM file, or the PEM text itself.
+CABundle = str | Path | bytes
+
+
+def read_ca_bundle(source: CABundle) -> list[bytes]:
+    """The PEM certificate blocks of a CA bundle (text between them is ignored, as OpenSSL does): a file's
+    path, or the PEM text itself as bytes (how the provisioning agent gets the workstation's bundle).
 
     The one check of a CA bundle, for every place that takes one (environments.yaml, setup-server, agents).
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CABundleError(f"{path}: no such file") from None
-    except OSError as error:
-        raise CABundleError(f"{path} cannot be read ({error.strerror})") from None
+    if isinstance(source, bytes):
+        data, where = source, "the CA certificates' text"
+    else:
+        where = str(source)
+        try:
+            data = Path(source).read_bytes()
+        except FileNotFoundError:
+            raise CABundleError(f"{source}: no such file") from None
+        except OSError as error:
+            raise CABundleError(f"{source} cannot be read ({error.strerror})") from None
     blocks: list[bytes] = _PEM_CERT.findall(data)
     if not blocks:
-        raise CABundleError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        raise CABundleError(f"{where} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
     return blocks
 
 
 def make_agent(
     reactor: object,
     *,
-    ca_bundle: str | Path | None = None,
+    ca_bundle: CABundle | None = None,
     connect_timeout: float = 30.0,
     persistent: bool = True,
     max_per_host: int = 8,

@@ -26,6 +26,7 @@ from ..charm.bundle import BUNDLE_PREFIX
 from ..cobbler import CobblerClient, CobblerError, SystemRecord
 from ..config import OrchestraConfig
 from ..deferreds import deferred
+from ..http.agent import read_ca_bundle
 from ..interfaces import IFileStorage, IMachineProvider, IProviderMachine
 from ..origin import TOOLS_DIR, Tools, pack_tools, upload_tools
 from ..schedule import Schedule
@@ -293,6 +294,8 @@ class OrchestraProvider:
             "launch-concurrency": c.launch_concurrency,
             "ensemble-origin": c.ensemble_origin,
             "ssh-user": c.ssh_user,
+            # The certificates themselves: a ca-bundle path names a file of the workstation's.
+            **({"ca-certificates": b"\n".join(read_ca_bundle(c.ca_bundle)).decode() + "\n"} if c.ca_bundle else {}),
         }
 
     @deferred

@@ -21,7 +21,6 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
@@ -34,7 +33,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
-from ..http.agent import make_agent
+from ..http.agent import CABundle, make_agent
 from ..http.body import BytesBody, read_body
 from ..http.deadline import within
 from ..http.digest import Credentials, HTTPAuthAgent, InsecureAuthRefused
@@ -90,7 +89,7 @@ def open_webdav_storage(
     password: str | Secret,
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    ca_bundle: str | Path | None = None,
+    ca_bundle: CABundle | None = None,
     basic_over_http: bool = False,
 ) -> WebDAVStorage:
     """The storage at *url* for one environment (*prefix*), authenticating as *username*."""

@@ -131,3 +131,37 @@ async def test_a_bootstrap_against_a_mismatched_cobbler_stops_with_one_fatal_lin
     finally:
         await provider.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_provisioning_agents_copy_trusts_the_private_ca_without_the_workstations_file(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    """The provisioning agent builds its provider from /environment, where a ca-bundle path of the workstation's
+    means nothing: the copy carries the certificates, and with them it reaches https Cobbler and storage."""
+    reactor = _reactor()
+    pki = issue_certificates(tmp_path)
+    cobbler_port, cobbler_url = _tls_front(lab, pki, "cobbler-api-url")
+    storage_port, storage_url = _tls_front(lab, pki, "storage-url")
+    raw = dict(lab_environment(lab.spec, lab.layout))
+    raw.update({"cobbler-api-url": cobbler_url, "storage-url": storage_url, "ca-bundle": str(pki.ca_bundle)})
+    workstation = create_orchestra_provider("tls-env", raw, reactor)
+    copy = workstation.get_serialization_data()
+    await workstation.close()
+    pki.ca_bundle.unlink()  # machine 0 has no such file
+    providers = []
+    try:
+        on_machine = create_orchestra_provider("tls-env", copy, reactor, on_machine=True)
+        providers.append(on_machine)
+        assert await on_machine.get_machines() == []  # the real cobblerd, over TLS
+        await on_machine.storage.check_writable()  # the real Apache, over TLS
+        # Without the certificates the system's CAs are used, and the private CA is not among them.
+        bare = create_orchestra_provider("tls-env", {**copy, "ca-certificates": None}, reactor, on_machine=True)
+        providers.append(bare)
+        with pytest.raises(CobblerTLSError, match="ca-bundle"):
+            await bare.get_machines()
+    finally:
+        for provider in providers:
+            await provider.close()
+        await cobbler_port.stopListening()
+        await storage_port.stopListening()

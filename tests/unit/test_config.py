@@ -71,6 +71,8 @@ def test_defaults_derive_from_the_server_and_user() -> None:
         ({"ca-bundle": "/etc/hostname"}, "ca-bundle", "holds no PEM certificate"),
         ({"ca-bundle": "/bin/true"}, "ca-bundle", "holds no PEM certificate"),  # binary
         ({"orchestra-passwd": "x"}, "orchestra-passwd", "not an orchestra setting"),
+        ({"ca-certificates": "not a certificate"}, "ca-certificates", "holds no PEM certificate"),
+        ({"ca-certificates": "x", "ca-bundle": "/etc/hostname"}, "ca-bundle", "exclusive"),
     ],
 )
 def test_bad_values_name_file_environment_and_key(changes, key, fragment) -> None:
@@ -173,3 +175,22 @@ def test_fuzzed_environments_fail_with_one_line_or_parse(changes) -> None:
         parse(**changes)
     except ConfigError as exc:
         assert "\n" not in str(exc) and "environment 'prod': key '" in str(exc)
+
+
+def test_the_provisioning_agents_copy_carries_the_ca_certificates_not_the_workstations_path(
+    tmp_path, make_world
+) -> None:
+    """A ca-bundle path names a file of the workstation's: /environment gets the certificates themselves, and
+    the copy parses on the machine (where that path does not exist) to the same trust."""
+    from ensemble_orchestra.http.testing import issue_certificates
+
+    pki = issue_certificates(tmp_path)
+    world = make_world()
+    copy = world.provider("prod", **{"ca-bundle": str(pki.ca_bundle)}).get_serialization_data()
+    assert "ca-bundle" not in copy and str(pki.ca_bundle) not in str(copy)
+    assert copy["ca-certificates"].startswith("-----BEGIN CERTIFICATE-----")
+    pki.ca_bundle.unlink()  # as on machine 0
+    on_machine = parse_orchestra("prod", copy, on_machine=True)
+    assert isinstance(on_machine.ca_bundle, bytes)
+    assert on_machine.ca_bundle.strip() == copy["ca-certificates"].encode().strip()
+    assert "ca-certificates" not in world.provider("plain").get_serialization_data()
