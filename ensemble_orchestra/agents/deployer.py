@@ -6,6 +6,10 @@ GET: the server kit serves ``ensemble-charms/`` like the tools), checked and unp
 then the unit agent is installed as a systemd service and started. The directory is complete before its
 ``unit.yaml`` appears (written last, atomically): a unit with a ``unit.yaml`` is deployed; a directory without
 one is the remains of an interrupted deploy and is made again.
+
+A unit that cannot be deployed (its bundle unreachable or damaged, its charm node gone...) does not hold up the
+others on the machine: the reason goes on its node (``deploy-error``, which ``status`` shows) and the machine
+agent tries again at its next reconcile; the reason is cleared before the unit's agent starts.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..http import make_agent, read_body
 from ..http.deadline import within
 from ..state.charms import CharmRecord, read_charm
 from ..state.client import StateClient
+from ..state.errors import StateError
 from ..state.topology import Topology
 from ..state.units import UnitsState
 from .config import CONFIG_DIR
@@ -109,9 +114,21 @@ class UnitDeployer:
         wanted = {unit.name for unit in topology.units_on(self.machine_id)}
         present = self.deployed()
         for name in sorted(wanted - present):
-            await self.deploy(name)
+            try:
+                await self.deploy(name)
+            except Exception as error:
+                reason = str(error) if isinstance(error, EnsembleError) else repr(error)
+                log.error("unit {unit}: could not deploy it (tried again later): {error}", unit=name, error=reason)
+                await self._record_error(name, reason)
         for name in sorted(present - wanted):
             await self.remove(name)
+
+    async def _record_error(self, unit_name: str, reason: str | None) -> None:
+        """Put *reason* on the unit's node for ``status`` (None clears it); a failure to do so is only logged."""
+        try:
+            await self.units.record_deploy_error(unit_name, reason)
+        except StateError as error:
+            log.warn("unit {unit}: could not record its deploy error: {error}", unit=unit_name, error=str(error))
 
     async def deploy(self, unit_name: str) -> None:
         record = await self.units.read(unit_name)
@@ -129,6 +146,8 @@ class UnitDeployer:
         (self.unit_dir / service).write_text(unit_agent_text(unit_name, self.config_path))
         await self.systemctl(["daemon-reload"])
         _write_record(paths, unit_name, charm)
+        if record.deploy_error is not None:  # before its agent starts: it writes the node from then on
+            await self._record_error(unit_name, None)
         await self.systemctl(["enable", "--now", service])
         log.info("unit {unit}: unit agent started ({service})", unit=unit_name, service=service)
 

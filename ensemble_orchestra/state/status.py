@@ -92,6 +92,8 @@ async def _services_status(client: StateClient, machines: MachinesState, topolog
             }
             if record is not None and record.open_ports:
                 entry["open-ports"] = list(record.open_ports)
+            if record is not None and record.deploy_error and record.agent_state == "pending":
+                entry["agent-state-info"] = f"deploy failed (tried again): {record.deploy_error}"
             if record is not None and record.in_error:
                 entry["agent-state-info"] = f"hook {record.hook} failed"
                 entry["hook-output"] = list(record.hook_output[-STATUS_OUTPUT_LINES:])

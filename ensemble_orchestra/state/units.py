@@ -11,7 +11,7 @@ the unit agent), ``resolved`` (``retry: bool``: the CLI asks, the agent acts and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kazoo.security import ACL, Id, Permissions
@@ -108,9 +108,11 @@ class UnitRecord:
     public_address: str | None = None
     open_ports: tuple[str, ...] = ()  # "3306/tcp", sorted by port
     relation_errors: Mapping[str, RelationError] = field(default_factory=dict)  # by relation id ("db:3")
+    # Why the machine agent could not deploy the unit (it tries again); None once it could. Written only when set.
+    deploy_error: str | None = None
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        document = {
             "agent-state": self.agent_state,
             "charm": self.charm,
             "hook": self.hook,
@@ -120,6 +122,9 @@ class UnitRecord:
             "open-ports": list(self.open_ports),
             "relation-errors": {key: error.to_document() for key, error in sorted(self.relation_errors.items())},
         }
+        if self.deploy_error is not None:
+            document["deploy-error"] = self.deploy_error
+        return document
 
     @classmethod
     def from_document(cls, name: str, document: dict[str, Any]) -> UnitRecord:
@@ -141,6 +146,7 @@ class UnitRecord:
             text("public-address"),
             sort_ports(str(p) for p in document.get("open-ports") or ()),
             {str(k): RelationError.from_document(v) for k, v in (document.get("relation-errors") or {}).items()},
+            text("deploy-error"),
         )
 
     @property
@@ -235,6 +241,21 @@ class UnitsState:
             return False
         await self.client.set_acls(path, wanted)
         return True
+
+    # -- the machine agent ---------------------------------------------------------------------------------
+
+    async def record_deploy_error(self, name: str, error: str | None) -> None:
+        """The machine agent's word on unit *name*: why it could not deploy it, or None once it could.
+
+        A compare-and-set on the node's version: it never overwrites what the unit's agent wrote meanwhile
+        (StateConflictError then; the caller's next try reads again)."""
+        path = unit_path(name)
+        data, stat = await self.client.get(path)
+        record = UnitRecord.from_document(name, load_document(data, path))
+        if record.deploy_error == error:
+            return
+        changed = replace(record, deploy_error=error)
+        await self.client.set(path, dump_document(changed.to_document()), version=stat.version)
 
     # -- the unit agent ------------------------------------------------------------------------------------
 

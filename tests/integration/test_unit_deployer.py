@@ -1,5 +1,6 @@
 """The machine agent's unit deployer against a real ZooKeeper: what it writes for a unit placed on its machine,
-what it removes when the unit leaves, and that a failed or interrupted deploy never counts as deployed.
+what it removes when the unit leaves, and that a failed or interrupted deploy never counts as deployed (a failed
+one is shown on the unit's node and holds up no other unit).
 (systemctl and the bundle's HTTP fetch are injected here; the lab's tests run the real ones.)"""
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from ensemble_orchestra.agents.deployer import BundleFetchError, UnitDeployer
-from ensemble_orchestra.charm import CharmDirectory, CharmError, make_bundle
+from ensemble_orchestra.charm import CharmDirectory, make_bundle
 from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
 from ensemble_orchestra.state.charms import CharmRecord
 from ensemble_orchestra.state.layout import charm_path
+from ensemble_orchestra.state.machines import MachinesState
 from ensemble_orchestra.state.services import ServiceRecord, ServicesState
+from ensemble_orchestra.state.status import environment_status
 from ensemble_orchestra.state.testing import Roles, initialized_zookeeper, session
 from ensemble_orchestra.state.topology_node import TopologyNode
 from ensemble_orchestra.state.units import UnitsState
@@ -84,24 +87,47 @@ async def test_a_unit_is_deployed_once_removed_when_it_leaves_and_a_bad_bundle_i
         await deployer.reconcile(topology)  # deployed: nothing to do
         assert fetched == [good.url] and len(calls) == 2
 
+        # A unit whose bundle is damaged, placed on the same machine as a good one: never deployed, the reason
+        # on its node for status, and it holds up nothing else (the good one, placed after it, is deployed).
+        units = UnitsState(admin, ROLES.identities)
+        [second] = await services.add_units("probe", 1)
+        other_machine = topology.unit(broken).machine
+        assert other_machine is not None
+        topology = await TopologyNode(admin).change(lambda t: t.assign_unit(second, other_machine))
         other = deployer.__class__(
             reactor,
             admin,
-            UnitsState(admin, ROLES.identities),
-            topology.unit(broken).machine or -1,
+            units,
+            other_machine,
             Path("/etc/ensemble/m.yaml"),
             tmp_path / "other",
             unit_dir,
             fetch,
             systemctl,
         )
-        with pytest.raises(CharmError, match="sha256"):
-            await other.reconcile(topology)
-        assert other.deployed() == set() and not (unit_dir / "ensemble-unit-broken-0.service").exists()
+        await other.reconcile(topology)
+        assert other.deployed() == {second} and not (unit_dir / "ensemble-unit-broken-0.service").exists()
+        failed = await units.read(broken)
+        assert failed.agent_state == "pending" and failed.deploy_error is not None and "sha256" in failed.deploy_error
+        assert (await units.read(second)).deploy_error is None
+        async def shown() -> dict:
+            status = await environment_status(admin, MachinesState(admin, ROLES.identities), [])
+            return status["services"]["broken"]["units"][broken]
+
+        entry = await shown()
+        assert entry["agent-state"] == "pending" and "sha256" in entry["agent-state-info"]
+
+        # Once the bundle is right, the next reconcile deploys it and clears the reason before its agent starts.
+        fixed = CharmRecord(bad.id, bundle.sha256, "b", "http://storage/fixed.zip")
+        await admin.set(charm_path(bad.id), fixed.encode())
+        await other.reconcile(topology)
+        assert other.deployed() == {second, broken} and (await units.read(broken)).deploy_error is None
+        assert "agent-state-info" not in await shown()
 
         await services.remove_units([unit])
+        before = len(calls)
         await deployer.reconcile(await TopologyNode(admin).read())
         assert deployer.deployed() == set() and not (units_dir / "probe-0").exists() and not service.exists()
-        assert calls[2:] == [["disable", "--now", "ensemble-unit-probe-0.service"], ["daemon-reload"]]
+        assert calls[before:] == [["disable", "--now", "ensemble-unit-probe-0.service"], ["daemon-reload"]]
     finally:
         await admin.close()
