@@ -4,8 +4,8 @@
   for it to go.
 - It builds the provider from ``/environment`` (written by the CLI; readable by it and the admin only).
 - On every topology change, and every ``reconcile_interval`` seconds (a watch may merge or miss states; a
-  launch may fail), it reconciles: a topology machine with no provider machine is launched; a provider
-  machine whose machine id the topology no longer has is shut down.
+  launch may fail), it reconciles: topology machines with no provider machine are launched, concurrently; a
+  provider machine whose machine id the topology no longer has is shut down.
 - Units placed on a machine may be written by that machine's agent: once a machine's agent identity is on record,
   its units' nodes get it in their ACL (``UnitsState.grant``), before the launch.
 - A launch that fails is recorded on the machine's node (``launch-error``: ``ensemble status`` shows it) and
@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -165,6 +165,7 @@ class ProvisioningAgent:
         topology: Topology = await TopologyNode(self.client).read()
         records = await self.machines.read_all()
         provided = {str(m.machine_id): m for m in await self.provider.get_machines()}
+        launches: list[Deferred[None]] = []
         for machine_id in sorted(topology.machines):
             record = records.get(machine_id, MachineRecord(machine_id))
             found = provided.get(str(machine_id))
@@ -194,14 +195,10 @@ class ProvisioningAgent:
                 await self._grant_units(topology, record)
                 await self._forget_user_data(machine_id, found)
             elif machine_id != 0:
-                try:
-                    await self._launch(topology, record)
-                except Exception as error:  # recorded on the machine's node; the others are launched still
-                    log.error(
-                        "machine {id}: launch failed: {error}",
-                        id=machine_id,
-                        error=str(error) if isinstance(error, EnsembleError) else repr(error),
-                    )
+                launches.append(Deferred.fromCoroutine(self._launch_or_log(topology, record)))
+        # All at once: a deploy -n 5 powers its fifth machine on as soon as its first (the provider bounds how many
+        # launches are in flight, launch-concurrency). Each failure is the machine's own.
+        await DeferredList(launches, consumeErrors=True)
         for machine_id in [i for i in self._awaited if i not in topology.machines]:
             self._awaited.pop(machine_id).stop()
         for machine_id_text, machine in provided.items():
@@ -261,6 +258,16 @@ class ProvisioningAgent:
         if machine_id not in self._awaited:
             self._awaited[machine_id] = await self.client.watch_data(
                 machine_agent_path(machine_id), lambda present: present and self.trigger(), lambda data, stat: True
+            )
+
+    async def _launch_or_log(self, topology: Topology, record: MachineRecord) -> None:
+        try:
+            await self._launch(topology, record)
+        except Exception as error:  # recorded on the machine's node; the others are launched still
+            log.error(
+                "machine {id}: launch failed: {error}",
+                id=record.id,
+                error=str(error) if isinstance(error, EnsembleError) else repr(error),
             )
 
     async def _launch(self, topology: Topology, record: MachineRecord) -> None:

@@ -1,7 +1,8 @@
-"""The provisioning agent drops a machine's user data (its agent's secrets) from the provider's record once
-that machine's agent has registered — at once, through a watch on its presence, not at the next periodic
-reconcile — and never before. Real ZooKeeper, the real agent, a recording provider (the Orchestra provider's
-``forget_user_data`` itself is tested on fakes in tests/unit and on the lab's Cobbler in test_agents).
+"""The provisioning agent with a real ZooKeeper and a recording provider (the lab's tests run it on machine 0
+with the Orchestra provider): it launches the machines of one change concurrently, and it drops a machine's
+user data (its agent's secrets) from the provider's record once that machine's agent has registered — at once,
+through a watch on its presence, not at the next periodic reconcile — and never before (the Orchestra
+provider's ``forget_user_data`` itself is tested on fakes in tests/unit and on the lab's Cobbler in test_agents).
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ from ensemble_orchestra.state.acl import Credential
 from ensemble_orchestra.state.client import StateClient
 from ensemble_orchestra.state.environment import store_environment
 from ensemble_orchestra.state.machines import AgentPresence, MachinesState
+from ensemble_orchestra.state.services import ServiceRecord, ServicesState
 from ensemble_orchestra.state.testing import Roles, initialized_zookeeper, session
 
 ROLES = Roles.make()
 BOUND = 5.0  # s from a registration to the drop (measured: tens of ms; printed)
 
 
-@pytest.fixture(scope="module")
-def user_data_zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
-    with initialized_zookeeper(Path(tmp_path_factory.mktemp("user-data-zookeeper")), ROLES) as server:
+@pytest.fixture
+def zookeeper(tmp_path: Path) -> Iterator[ZooKeeperServer]:
+    """Each test's own: the agent launches every topology machine its provider does not know."""
+    with initialized_zookeeper(tmp_path / "zookeeper", ROLES) as server:
         yield server
 
 
@@ -58,12 +61,24 @@ class RecordingProvider:
         self.forgotten: dict[str, float] = {}
         self.failures_to_give = 0
         self.forget_calls = 0
+        self.gate: defer.Deferred[None] | None = None  # when set, each launch waits for it
+        self.in_flight = self.most_in_flight = 0
+        self.failing: set[str] = set()  # machine ids whose launch fails
 
     async def get_machines(self) -> list[Machine]:
         return list(self.machines.values())
 
     async def start_machine(self, machine_data: dict[str, Any]) -> list[Machine]:
         machine_id = str(machine_data["machine-id"])
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate
+        finally:
+            self.in_flight -= 1
+        if machine_id in self.failing:
+            raise ProviderError(f"no available system for machine {machine_id} (test)")
         self.credentials[int(machine_id)] = Credential.from_dict(machine_data["agent-credentials"][0])
         self.machines[machine_id] = Machine(machine_id, f"uid-{machine_id}", f"node{int(machine_id) + 1:03d}")
         return [self.machines[machine_id]]
@@ -106,10 +121,44 @@ async def _register(hosts: str, machine_id: int, credential: Credential) -> Stat
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_machines_of_one_change_are_launched_concurrently(zookeeper: ZooKeeperServer) -> None:
+    """deploy -n 3 adds three machines in one change: their launches are in flight together, and a failed one is
+    that machine's own (the others are launched)."""
+    admin = await session(reactor, zookeeper.hosts, ROLES.admin)
+    await store_environment(admin, ROLES.identities, {"name": "concurrent", "config": {"type": "orchestra"}})
+    provider = RecordingProvider()
+    provider.gate = defer.Deferred()
+    config = AgentConfig(zookeeper.hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
+    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
+    running = defer.Deferred.fromCoroutine(agent.run())
+    try:
+        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
+        units = await ServicesState(admin, ROLES.identities).deploy(ServiceRecord("web", "local:bookworm/web-1"), {}, 3)
+        assert len(units) == 3
+        await _until(lambda: provider.in_flight == 3, 10, "three launches in flight at once")
+        provider.failing.add("2")
+        reconciled = agent.reconciled  # the reconcile launching them ends only once all three have
+        provider.gate.callback(None)
+        await _until(lambda: agent.reconciled > reconciled, 10, "the reconcile of the three launches ended")
+        records = await MachinesState(admin, ROLES.identities).read_all()
+        assert sorted(agent.launched) == [1, 3] and provider.most_in_flight == 3
+        assert [records[i].provider_machine_id for i in (1, 2, 3)] == ["uid-1", None, "uid-3"]
+        assert "no available system for machine 2" in (records[2].launch_error or "")
+    finally:
+        if not agent.stopped.called:
+            agent.stopped.callback(None)
+        try:
+            await running
+        finally:
+            await agent.close()
+            await admin.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_user_data_is_dropped_once_the_agent_registers_and_not_before(
-    user_data_zookeeper: ZooKeeperServer,
+    zookeeper: ZooKeeperServer,
 ) -> None:
-    hosts = user_data_zookeeper.hosts
+    hosts = zookeeper.hosts
     admin = await session(reactor, hosts, ROLES.admin)
     await store_environment(admin, ROLES.identities, {"name": "user-data", "config": {"type": "orchestra"}})
     provider = RecordingProvider()
