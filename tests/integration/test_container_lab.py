@@ -4,10 +4,11 @@ The lab's systems are containers on the lab's own bridge; `ensemble bootstrap -e
 a user types it) claims a system and powers it on through Cobbler and fence_ipmilan; the BMC's power hook
 boots it under systemd-nspawn: the installer fetches its preseed from Cobbler's svc on the bridge address and
 writes the NoCloud seed into the system's disk; cloud-init acts on exactly the user data the provider
-generated — its packages come through the lab's apt-cacher-ng, its runcmd runs; the host logs in over SSH with
-the lab's key at the address Cobbler records, and the system reaches the lab's WebDAV storage at the bridge
-address. `destroy-environment` powers it off through Cobbler; `lab down` leaves no bridge, veth, namespace or
-mount behind.
+generated (read from Cobbler while bootstrap waits: once machine 0's agent registered, the provisioning agent
+drops it from the record) — its packages come through the lab's apt-cacher-ng, its runcmd runs; the host logs
+in over SSH with the lab's key at the address Cobbler records, and the system reaches the lab's WebDAV storage
+at the bridge address. `destroy-environment` powers it off through Cobbler; `lab down` leaves no bridge, veth,
+namespace or mount behind.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ensemble_orchestra.lab.container_lab import package_proxy
 from ensemble_orchestra.lab.envfile import lab_environment, merge_environment
 from ensemble_orchestra.lab.programs import container_system
 from ensemble_orchestra.lab.programs.system_files import disk_dir
+from ensemble_orchestra.lab.seed import ACQUIRED_CLASS
 from ensemble_orchestra.lab.testing import RunningLab, start_lab
 from ensemble_orchestra.provider.ownership import USER_DATA_KEY
 
@@ -75,8 +77,20 @@ def test_bootstrap_wait_boots_a_real_debian_that_runs_the_providers_user_data(co
     network = lab.spec.network(lab.layout.root)
     assert network is not None and _links_on(network.bridge) == [network.bridge]
     started = time.monotonic()
-    boot = _ensemble("bootstrap", "-e", ENV, "--wait")
-    assert boot.returncode == 0, boot.stderr
+    command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", "bootstrap", "-e", ENV, "--wait"]
+    booting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The user data sits in the Cobbler record from the claim until machine 0's agent registers (then the
+    # provisioning agent drops it): read it while bootstrap waits.
+    generated = b""
+    while booting.poll() is None and not generated:
+        for record in lab.cobbler().find_system({"mgmt_classes": ACQUIRED_CLASS}, True):
+            meta = record.get("autoinstall_meta") or {}
+            if isinstance(meta, dict) and USER_DATA_KEY in meta:
+                generated = base64.b64decode(meta[USER_DATA_KEY])
+        time.sleep(0.2)
+    _, err = booting.communicate(timeout=180)
+    assert booting.returncode == 0, err
+    assert generated, "the user data was never seen in the Cobbler record"
     print(f"bootstrap --wait: {time.monotonic() - started:.1f} s")
     status = json.loads(_ensemble("status", "-e", ENV, "--format", "json").stdout)
     [(_, machine)] = status["machines"].items()
@@ -91,7 +105,13 @@ def test_bootstrap_wait_boots_a_real_debian_that_runs_the_providers_user_data(co
         print(f"bootstrap → cloud-init finished: {time.monotonic() - started:.1f} s")
 
         record = lab.cobbler().get_system(name)
-        generated = base64.b64decode(record["autoinstall_meta"][USER_DATA_KEY])
+        # Its agent registered: the user data (the agents' secrets) has left the record; the owner keys stay.
+        deadline = time.monotonic() + 15
+        while USER_DATA_KEY in record["autoinstall_meta"]:
+            assert time.monotonic() < deadline, "machine 0's user data is still in its Cobbler record"
+            time.sleep(0.5)
+            record = lab.cobbler().get_system(name)
+        assert record["autoinstall_meta"]["ensemble_environment"] == ENV
         seed = disk_dir(system_dir) / "var/lib/cloud/seed/nocloud-net"
         assert (seed / "user-data").read_bytes() == generated  # exactly the provider's user data
         instance = disk_dir(system_dir) / "var/lib/cloud/instances" / machine["instance-id"]
