@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from twisted.logger import Logger
 
 from .errors import UsageError
 from .home import environments_file
@@ -89,6 +90,7 @@ ORCHESTRA_KEYS: tuple[Key, ...] = (
     Key("lab-dir", "set by 'ensemble-orchestra lab up': the lab this environment points at"),
 )
 _KEYS_BY_NAME = {k.name: k for k in ORCHESTRA_KEYS}
+_log = Logger()
 PLACEMENTS = ("unassigned", "local")
 
 
@@ -271,9 +273,12 @@ def parse_orchestra(
     *on_machine*: the provisioning agent's copy (``/environment``), which never holds the admin secret (only
     machine 0's launch uses it, and the CLI does that).
     """
-    for name in raw:
-        if name != "type" and name not in _KEYS_BY_NAME:
-            raise _fail(source, env, str(name), "is not an orchestra setting (see docs/environments.md)")
+    unknown = [str(name) for name in raw if name != "type" and name not in _KEYS_BY_NAME]
+    if unknown and not on_machine:
+        raise _fail(source, env, unknown[0], "is not an orchestra setting (see docs/environments.md)")
+    if unknown:  # a newer CLI wrote /environment: the keys this agent does not know are left out
+        _log.warn("/environment: ignoring settings this version does not know: {keys}", keys=", ".join(unknown))
+        raw = {k: v for k, v in raw.items() if k not in unknown}
     if on_machine and "admin-secret" in raw:
         raise _fail(source, env, "admin-secret", "must not reach the machines: remove it from /environment")
     expected = [

@@ -146,9 +146,13 @@ class UnitDeployer:
         (self.unit_dir / service).write_text(unit_agent_text(unit_name, self.config_path))
         await self.systemctl(["daemon-reload"])
         _write_record(paths, unit_name, charm)
-        if record.deploy_error is not None:  # before its agent starts: it writes the node from then on
-            await self._record_error(unit_name, None)
-        await self.systemctl(["enable", "--now", service])
+        try:
+            if record.deploy_error is not None:  # before its agent starts: it writes the node from then on
+                await self._record_error(unit_name, None)
+            await self.systemctl(["enable", "--now", service])
+        except BaseException:
+            paths.record.unlink(missing_ok=True)  # not deployed: the next reconcile tries again
+            raise
         log.info("unit {unit}: unit agent started ({service})", unit=unit_name, service=service)
 
     async def remove(self, unit_name: str) -> None:

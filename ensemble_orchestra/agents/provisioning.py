@@ -118,9 +118,8 @@ class ProvisioningAgent:
                 loop.stop()
 
     async def close(self) -> None:
-        for watch in self._awaited.values():
-            watch.stop()
-        self._awaited.clear()
+        for machine_id in list(self._awaited):
+            self._stop_awaiting(machine_id)
         if self.provider is not None:
             await self.provider.close()
         if self.client is not None:
@@ -166,41 +165,22 @@ class ProvisioningAgent:
         records = await self.machines.read_all()
         provided = {str(m.machine_id): m for m in await self.provider.get_machines()}
         launches: list[Deferred[None]] = []
-        for machine_id in sorted(topology.machines):
-            record = records.get(machine_id, MachineRecord(machine_id))
-            found = provided.get(str(machine_id))
-            if found is not None:
-                if record.provider_machine_id != found.instance_id:
-                    log.info(
-                        "machine {id}: adopting {name} ({instance})",
-                        id=machine_id,
-                        name=found.system_name,
-                        instance=found.instance_id,
-                    )
-                    record = dataclasses.replace(
-                        record,
-                        provider_machine_id=found.instance_id,
-                        instance_name=found.system_name,
-                        address=_address(found),
-                    )
-                    await self.machines.record_instance(record)
-                    # Its launcher may have died between the ownership edit and the power-on.
-                    resume = getattr(self.provider, "resume_launch", None)
-                    if resume is not None and await resume(found):
-                        log.info(
-                            "machine {id}: {name} was never powered on: powered it on",
-                            id=machine_id,
-                            name=found.system_name,
-                        )
-                await self._grant_units(topology, record)
-                await self._forget_user_data(machine_id, found)
-            elif machine_id != 0:
-                launches.append(Deferred.fromCoroutine(self._launch_or_log(topology, record)))
-        # All at once: a deploy -n 5 powers its fifth machine on as soon as its first (the provider bounds how many
-        # launches are in flight, launch-concurrency). Each failure is the machine's own.
-        await DeferredList(launches, consumeErrors=True)
+        try:
+            for machine_id in sorted(topology.machines):
+                record = records.get(machine_id, MachineRecord(machine_id))
+                found = provided.get(str(machine_id))
+                if found is not None:
+                    await self._keep(topology, record, found)
+                elif machine_id != 0:
+                    launches.append(Deferred.fromCoroutine(self._launch_or_log(topology, record)))
+        finally:
+            # All at once: a deploy -n 5 powers its fifth machine on as soon as its first (the provider bounds
+            # how many launches are in flight: launch-concurrency); each failure is the machine's own. The
+            # reconcile ends only once its launches have, even when it fails: the next one must see them, or it
+            # would launch the same machine again.
+            await DeferredList(launches, consumeErrors=True)
         for machine_id in [i for i in self._awaited if i not in topology.machines]:
-            self._awaited.pop(machine_id).stop()
+            self._stop_awaiting(machine_id)
         for machine_id_text, machine in provided.items():
             known = machine_id_text.isdigit() and int(machine_id_text) in topology.machines
             if not known:
@@ -211,6 +191,33 @@ class ProvisioningAgent:
                 )
                 await self.provider.shutdown_machines([machine])
         self.reconciled += 1
+
+    async def _keep(self, topology: Topology, record: MachineRecord, found: Any) -> None:
+        """A topology machine the provider has: adopt it if its node does not name it yet (a launcher died after
+        the ownership edit), grant its units, and drop its user data once its agent is up."""
+        machine_id = record.id
+        if record.provider_machine_id != found.instance_id:
+            log.info(
+                "machine {id}: adopting {name} ({instance})",
+                id=machine_id,
+                name=found.system_name,
+                instance=found.instance_id,
+            )
+            record = dataclasses.replace(
+                record,
+                provider_machine_id=found.instance_id,
+                instance_name=found.system_name,
+                address=_address(found),
+            )
+            assert self.machines is not None
+            await self.machines.record_instance(record)
+            # Its launcher may have died between the ownership edit and the power-on.
+            resume = getattr(self.provider, "resume_launch", None)
+            if resume is not None and await resume(found):
+                name = found.system_name
+                log.info("machine {id}: {name} was never powered on: powered it on", id=machine_id, name=name)
+        await self._grant_units(topology, record)
+        await self._forget_user_data(machine_id, found)
 
     async def _grant_units(self, topology: Topology, record: MachineRecord) -> None:
         """Let machine *record.id*'s agent write the nodes of the units placed on it (once per unit)."""
@@ -229,28 +236,32 @@ class ProvisioningAgent:
 
     async def _forget_user_data(self, machine_id: int, machine: Any) -> None:
         """Once machine *machine_id*'s agent has registered, drop its user data from the provider's record;
-        until then, watch its presence so that the drop follows the registration at once."""
-        assert self.client is not None and self.machines is not None
+        until then, watch its presence so that the drop follows the registration at once. Never fails the
+        reconcile: a failure is logged and the next reconcile tries again."""
+        assert self.client is not None
         forget = getattr(self.provider, "forget_user_data", None)
         if forget is None or not getattr(machine, "holds_user_data", False):
-            if machine_id in self._awaited:
-                self._awaited.pop(machine_id).stop()
-            return
-        if await self.machines.presence(machine_id) is None:
-            await self._await_agent(machine_id)
+            self._stop_awaiting(machine_id)
             return
         try:
+            if await self.client.exists(machine_agent_path(machine_id)) is None:
+                await self._await_agent(machine_id)
+                return
             if await forget(machine):
                 log.info("machine {id}: its user data left {name}'s record", id=machine_id, name=machine.system_name)
-        except Exception as error:  # the next reconcile tries again; the launches of this one go on
+        except Exception as error:
             log.warn(
-                "machine {id}: could not drop its user data from the provider's record: {error}",
+                "machine {id}: could not drop its user data from the provider's record (tried again): {error}",
                 id=machine_id,
                 error=str(error) if isinstance(error, EnsembleError) else repr(error),
             )
             return
-        if machine_id in self._awaited:
-            self._awaited.pop(machine_id).stop()
+        self._stop_awaiting(machine_id)
+
+    def _stop_awaiting(self, machine_id: int) -> None:
+        watch = self._awaited.pop(machine_id, None)
+        if watch is not None:
+            watch.stop()
 
     async def _await_agent(self, machine_id: int) -> None:
         """Reconcile as soon as machine *machine_id*'s agent registers (its presence node appears)."""
@@ -308,7 +319,10 @@ class ProvisioningAgent:
         )
         self.launched.append(machine_id)
         if getattr(self.provider, "forget_user_data", None) is not None:
-            await self._await_agent(machine_id)  # its user data is dropped once it registers
+            try:
+                await self._await_agent(machine_id)  # its user data is dropped once it registers
+            except Exception as error:  # launched all the same: the next reconcile watches it
+                log.warn("machine {id}: cannot watch for its agent: {error}", id=machine_id, error=str(error))
         log.info(
             "machine {id}: launched {name} ({instance})",
             id=machine_id,

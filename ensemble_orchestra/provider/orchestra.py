@@ -213,6 +213,9 @@ class OrchestraProvider:
             return False
         if USER_DATA_KEY not in record.autoinstall_meta:
             return False
+        # Cobbler has no compare-and-set: a release between this read and the edit would get the owner keys back
+        # (the system then reads as owned, and destroy-environment releases it again). Only the provisioning
+        # agent calls this, and the releases it makes itself come after its own reconcile's calls.
         await self.client.edit_system(record.name, self.pool.forget_user_data_fields(record))
         _log.info("{name}: dropped its user data (the agent's secrets) from its Cobbler record", name=record.name)
         return True

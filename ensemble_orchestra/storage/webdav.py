@@ -263,13 +263,15 @@ class WebDAVStorage:
         if reply.code == 409:  # the markers' parent collections do not exist yet
             await self._make_collections(parts[:-1])
             reply = await self._exchange("MKCOL", url)
-        for _ in range(_MKCOL_RACE_RETRIES):
+        for attempt in range(_MKCOL_RACE_RETRIES + 1):
             if reply.code != 403:
                 break
             # mod_dav answers a MKCOL that lost the race inside mkdir (EEXIST) with 403, as it answers a
             # denied one: if the marker is there, the race was lost.
             if await self._exists(url):
                 return False
+            if attempt == _MKCOL_RACE_RETRIES:
+                break  # 403 each time with nothing there: denied
             # Not there (any more): its winner dropped it between our mkdir and our look. Try again.
             reply = await self._exchange("MKCOL", url)
         if reply.code == 201:

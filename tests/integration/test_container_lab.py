@@ -78,18 +78,28 @@ def test_bootstrap_wait_boots_a_real_debian_that_runs_the_providers_user_data(co
     assert network is not None and _links_on(network.bridge) == [network.bridge]
     started = time.monotonic()
     command = [sys.executable, "-m", "ensemble_orchestra.cli.ensemble", "bootstrap", "-e", ENV, "--wait"]
-    booting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The user data sits in the Cobbler record from the claim until machine 0's agent registers (then the
-    # provisioning agent drops it): read it while bootstrap waits.
-    generated = b""
-    while booting.poll() is None and not generated:
-        for record in lab.cobbler().find_system({"mgmt_classes": ACQUIRED_CLASS}, True):
-            meta = record.get("autoinstall_meta") or {}
-            if isinstance(meta, dict) and USER_DATA_KEY in meta:
-                generated = base64.b64decode(meta[USER_DATA_KEY])
-        time.sleep(0.2)
-    _, err = booting.communicate(timeout=180)
-    assert booting.returncode == 0, err
+    # Its output goes to files: a pipe nobody reads while we poll could fill and stall it.
+    with open(lab.layout.root / "bootstrap.out", "w+") as out, open(lab.layout.root / "bootstrap.err", "w+") as err:
+        booting = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        try:
+            # The user data sits in the Cobbler record from the claim until machine 0's agent registers (then the
+            # provisioning agent drops it): read it while bootstrap waits.
+            generated = b""
+            deadline = time.monotonic() + 180
+            while booting.poll() is None and not generated:
+                assert time.monotonic() < deadline, "bootstrap --wait still running after 180 s"
+                for record in lab.cobbler().find_system({"mgmt_classes": ACQUIRED_CLASS}, True):
+                    meta = record.get("autoinstall_meta") or {}
+                    if isinstance(meta, dict) and USER_DATA_KEY in meta:
+                        generated = base64.b64decode(meta[USER_DATA_KEY])
+                time.sleep(0.2)
+            booting.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            if booting.poll() is None:
+                booting.kill()
+                booting.wait()
+        err.seek(0)
+        assert booting.returncode == 0, err.read()
     assert generated, "the user data was never seen in the Cobbler record"
     print(f"bootstrap --wait: {time.monotonic() - started:.1f} s")
     status = json.loads(_ensemble("status", "-e", ENV, "--format", "json").stdout)

@@ -64,12 +64,20 @@ class RecordingProvider:
         self.gate: defer.Deferred[None] | None = None  # when set, each launch waits for it
         self.in_flight = self.most_in_flight = 0
         self.failing: set[str] = set()  # machine ids whose launch fails
+        self.starts: dict[str, int] = {}  # start_machine calls by machine id
+        self.resume_fails = False  # resume_launch (called on adopting a machine) raises
+
+    async def resume_launch(self, machine: Machine) -> bool:
+        if self.resume_fails:
+            raise ProviderError(f"{machine.system_name}'s BMC does not answer (test)")
+        return False
 
     async def get_machines(self) -> list[Machine]:
         return list(self.machines.values())
 
     async def start_machine(self, machine_data: dict[str, Any]) -> list[Machine]:
         machine_id = str(machine_data["machine-id"])
+        self.starts[machine_id] = self.starts.get(machine_id, 0) + 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -144,6 +152,44 @@ async def test_the_machines_of_one_change_are_launched_concurrently(zookeeper: Z
         assert sorted(agent.launched) == [1, 3] and provider.most_in_flight == 3
         assert [records[i].provider_machine_id for i in (1, 2, 3)] == ["uid-1", None, "uid-3"]
         assert "no available system for machine 2" in (records[2].launch_error or "")
+    finally:
+        if not agent.stopped.called:
+            agent.stopped.callback(None)
+        try:
+            await running
+        finally:
+            await agent.close()
+            await admin.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reconcile_that_fails_waits_for_its_launches_so_none_is_launched_twice(
+    zookeeper: ZooKeeperServer,
+) -> None:
+    """Machine 1 is being launched when the same reconcile fails on machine 2 (adopted; its BMC does not answer):
+    that reconcile ends only with machine 1's launch, so the next one sees machine 1 and never launches it again."""
+    admin = await session(reactor, zookeeper.hosts, ROLES.admin)
+    await store_environment(admin, ROLES.identities, {"name": "failing", "config": {"type": "orchestra"}})
+    provider = RecordingProvider()
+    provider.resume_fails = True
+    provider.gate = defer.Deferred()
+    config = AgentConfig(zookeeper.hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
+    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
+    running = defer.Deferred.fromCoroutine(agent.run())
+    try:
+        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
+        reconciled = agent.reconciled
+        provider.machines["2"] = Machine("2", "uid-2", "node003")  # launched just before a crash: to be adopted
+        await ServicesState(admin, ROLES.identities).deploy(ServiceRecord("web", "local:bookworm/web-1"), {}, 2)
+        await _until(lambda: provider.in_flight == 1, 10, "machine 1's launch in flight")
+        await deferLater(reactor, 0.5, lambda: None)  # machine 2's adoption fails meanwhile
+        settled = agent.trigger()  # a tick: it must wait for the run under way
+        await deferLater(reactor, 0.5, lambda: None)
+        assert provider.starts == {"1": 1} and agent.reconciled == reconciled
+        provider.gate.callback(None)
+        await settled
+        # The failed run counts nothing; the next one completes, and machine 1 was launched once.
+        assert agent.reconciled == reconciled + 1 and provider.starts == {"1": 1} and agent.launched == [1]
     finally:
         if not agent.stopped.called:
             agent.stopped.callback(None)

@@ -14,6 +14,7 @@ from twisted.internet import reactor
 
 from ensemble_orchestra.agents.deployer import BundleFetchError, UnitDeployer
 from ensemble_orchestra.charm import CharmDirectory, make_bundle
+from ensemble_orchestra.errors import EnsembleError
 from ensemble_orchestra.lab.zookeeper_server import ZooKeeperServer
 from ensemble_orchestra.state.charms import CharmRecord
 from ensemble_orchestra.state.layout import charm_path
@@ -60,8 +61,16 @@ async def test_a_unit_is_deployed_once_removed_when_it_leaves_and_a_bad_bundle_i
                 raise BundleFetchError(f"GET {url} answered 404")
             return bundle.data
 
+        enable_fails: set[str] = set()  # services whose next "enable --now" fails
+        error_at_enable: dict[str, str | None] = {}  # each service's unit's deploy-error when its agent starts
+
         async def systemctl(args: list[str]) -> None:
             calls.append(args)
+            if args[:2] == ["enable", "--now"] and args[2] == "ensemble-unit-broken-0.service":
+                error_at_enable[args[2]] = (await UnitsState(admin, ROLES.identities).read(broken)).deploy_error
+                if args[2] in enable_fails:
+                    enable_fails.discard(args[2])
+                    raise EnsembleError("systemctl enable --now ensemble-unit-broken-0.service failed (test)")
 
         units_dir, unit_dir = tmp_path / "units", tmp_path / "systemd"
         unit_dir.mkdir()
@@ -110,6 +119,7 @@ async def test_a_unit_is_deployed_once_removed_when_it_leaves_and_a_bad_bundle_i
         failed = await units.read(broken)
         assert failed.agent_state == "pending" and failed.deploy_error is not None and "sha256" in failed.deploy_error
         assert (await units.read(second)).deploy_error is None
+
         async def shown() -> dict:
             status = await environment_status(admin, MachinesState(admin, ROLES.identities), [])
             return status["services"]["broken"]["units"][broken]
@@ -117,11 +127,18 @@ async def test_a_unit_is_deployed_once_removed_when_it_leaves_and_a_bad_bundle_i
         entry = await shown()
         assert entry["agent-state"] == "pending" and "sha256" in entry["agent-state-info"]
 
-        # Once the bundle is right, the next reconcile deploys it and clears the reason before its agent starts.
+        # The bundle is right now, but its agent's service will not start: not deployed, the reason shown.
         fixed = CharmRecord(bad.id, bundle.sha256, "b", "http://storage/fixed.zip")
         await admin.set(charm_path(bad.id), fixed.encode())
+        enable_fails.add("ensemble-unit-broken-0.service")
+        await other.reconcile(topology)
+        assert other.deployed() == {second} and "enable --now" in ((await units.read(broken)).deploy_error or "")
+        assert "enable --now" in (await shown())["agent-state-info"]
+
+        # The next reconcile deploys it, clearing the reason before its agent starts.
         await other.reconcile(topology)
         assert other.deployed() == {second, broken} and (await units.read(broken)).deploy_error is None
+        assert error_at_enable == {"ensemble-unit-broken-0.service": None}
         assert "agent-state-info" not in await shown()
 
         await services.remove_units([unit])

@@ -194,3 +194,12 @@ def test_the_provisioning_agents_copy_carries_the_ca_certificates_not_the_workst
     assert isinstance(on_machine.ca_bundle, bytes)
     assert on_machine.ca_bundle.strip() == copy["ca-certificates"].encode().strip()
     assert "ca-certificates" not in world.provider("plain").get_serialization_data()
+
+
+def test_the_provisioning_agent_ignores_settings_a_newer_cli_added(make_world) -> None:
+    """The CLI may be newer than the agents on machine 0 (they run the tools of the bootstrap): /environment
+    keys this version does not know are left out there, while a user's environments.yaml is still strict."""
+    copy = {**make_world().provider("prod").get_serialization_data(), "tomorrows-setting": "x"}
+    assert parse_orchestra("prod", copy, on_machine=True).environment == "prod"
+    with pytest.raises(ConfigError, match="'tomorrows-setting' is not an orchestra setting"):
+        parse_orchestra("prod", {**copy, "admin-secret": "a"})

@@ -198,8 +198,10 @@ class ScriptedAgent:
         # ...the winner dropped it before we looked: MKCOL again, and win it.
         ((403, 404, 201), True, [b"MKCOL", b"PROPFIND", b"MKCOL"]),
         ((403, 404, 405), False, [b"MKCOL", b"PROPFIND", b"MKCOL"]),
-        # A denied MKCOL (403, nothing there, each time) is an authorisation error after three looks.
-        ((403, 404) * 3 + (403,), StorageAuthError, [b"MKCOL", b"PROPFIND"] * 3 + [b"MKCOL"]),
+        # A denied MKCOL (403, nothing there, each time) is an authorisation error after four looks...
+        ((403, 404) * 4, StorageAuthError, [b"MKCOL", b"PROPFIND"] * 4),
+        # ...but a race lost on the last try is still a lost race.
+        ((403, 404) * 3 + (403, 207), False, [b"MKCOL", b"PROPFIND"] * 4),
     ],
 )
 def test_mkcol_403_is_a_lost_race_only_if_the_marker_exists(codes, outcome, methods) -> None:
