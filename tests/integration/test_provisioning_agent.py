@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,30 @@ async def _until(check: Any, seconds: float, what: str) -> None:
         await deferLater(reactor, 0.02, lambda: None)
 
 
+@asynccontextmanager
+async def running_agent(
+    zookeeper: ZooKeeperServer, provider: RecordingProvider
+) -> AsyncIterator[tuple[ProvisioningAgent, StateClient]]:
+    """The real agent with *provider*, after its first reconcile, and the admin's session. No periodic reconcile:
+    only the topology's watch, the presence watches and the test's own triggers start one."""
+    admin = await session(reactor, zookeeper.hosts, ROLES.admin)
+    await store_environment(admin, ROLES.identities, {"name": "test", "config": {"type": "orchestra"}})
+    config = AgentConfig(zookeeper.hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
+    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
+    running = defer.Deferred.fromCoroutine(agent.run())
+    try:
+        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
+        yield agent, admin
+    finally:
+        if not agent.stopped.called:
+            agent.stopped.callback(None)
+        try:
+            await running
+        finally:
+            await agent.close()
+            await admin.close()
+
+
 async def _register(hosts: str, machine_id: int, credential: Credential) -> StateClient:
     """Machine *machine_id*'s agent registering, as the machine agent does (its session keeps the presence)."""
     client = await session(reactor, hosts, credential)
@@ -132,15 +157,9 @@ async def _register(hosts: str, machine_id: int, credential: Credential) -> Stat
 async def test_the_machines_of_one_change_are_launched_concurrently(zookeeper: ZooKeeperServer) -> None:
     """deploy -n 3 adds three machines in one change: their launches are in flight together, and a failed one is
     that machine's own (the others are launched)."""
-    admin = await session(reactor, zookeeper.hosts, ROLES.admin)
-    await store_environment(admin, ROLES.identities, {"name": "concurrent", "config": {"type": "orchestra"}})
     provider = RecordingProvider()
     provider.gate = defer.Deferred()
-    config = AgentConfig(zookeeper.hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
-    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
-    running = defer.Deferred.fromCoroutine(agent.run())
-    try:
-        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
+    async with running_agent(zookeeper, provider) as (agent, admin):
         units = await ServicesState(admin, ROLES.identities).deploy(ServiceRecord("web", "local:bookworm/web-1"), {}, 3)
         assert len(units) == 3
         await _until(lambda: provider.in_flight == 3, 10, "three launches in flight at once")
@@ -152,14 +171,6 @@ async def test_the_machines_of_one_change_are_launched_concurrently(zookeeper: Z
         assert sorted(agent.launched) == [1, 3] and provider.most_in_flight == 3
         assert [records[i].provider_machine_id for i in (1, 2, 3)] == ["uid-1", None, "uid-3"]
         assert "no available system for machine 2" in (records[2].launch_error or "")
-    finally:
-        if not agent.stopped.called:
-            agent.stopped.callback(None)
-        try:
-            await running
-        finally:
-            await agent.close()
-            await admin.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -168,16 +179,10 @@ async def test_a_reconcile_that_fails_waits_for_its_launches_so_none_is_launched
 ) -> None:
     """Machine 1 is being launched when the same reconcile fails on machine 2 (adopted; its BMC does not answer):
     that reconcile ends only with machine 1's launch, so the next one sees machine 1 and never launches it again."""
-    admin = await session(reactor, zookeeper.hosts, ROLES.admin)
-    await store_environment(admin, ROLES.identities, {"name": "failing", "config": {"type": "orchestra"}})
     provider = RecordingProvider()
     provider.resume_fails = True
     provider.gate = defer.Deferred()
-    config = AgentConfig(zookeeper.hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
-    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
-    running = defer.Deferred.fromCoroutine(agent.run())
-    try:
-        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
+    async with running_agent(zookeeper, provider) as (agent, admin):
         reconciled = agent.reconciled
         provider.machines["2"] = Machine("2", "uid-2", "node003")  # launched just before a crash: to be adopted
         await ServicesState(admin, ROLES.identities).deploy(ServiceRecord("web", "local:bookworm/web-1"), {}, 2)
@@ -190,14 +195,6 @@ async def test_a_reconcile_that_fails_waits_for_its_launches_so_none_is_launched
         await settled
         # The failed run counts nothing; the next one completes, and machine 1 was launched once.
         assert agent.reconciled == reconciled + 1 and provider.starts == {"1": 1} and agent.launched == [1]
-    finally:
-        if not agent.stopped.called:
-            agent.stopped.callback(None)
-        try:
-            await running
-        finally:
-            await agent.close()
-            await admin.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -205,53 +202,41 @@ async def test_user_data_is_dropped_once_the_agent_registers_and_not_before(
     zookeeper: ZooKeeperServer,
 ) -> None:
     hosts = zookeeper.hosts
-    admin = await session(reactor, hosts, ROLES.admin)
-    await store_environment(admin, ROLES.identities, {"name": "user-data", "config": {"type": "orchestra"}})
     provider = RecordingProvider()
-    config = AgentConfig(hosts, (ROLES.provisioning,), machine_agents=ROLES.machine_agents)
-    # No periodic reconcile in this test: only the topology's watch and the presence watches may trigger one.
-    agent = ProvisioningAgent(reactor, config, make_provider=lambda name, cfg: provider, reconcile_interval=3600)
-    running = defer.Deferred.fromCoroutine(agent.run())
     sessions: list[StateClient] = []
-    try:
-        await _until(lambda: agent.reconciled >= 1, 10, "the first reconcile")
-        assert provider.forgotten == {}  # machine 0's agent has not registered: its user data stays
-
-        # Machine 0's agent registers (the admin stands in for its credential): dropped at once.
-        registered = time.monotonic()
-        sessions.append(await _register(hosts, 0, ROLES.admin))
-        await _until(lambda: "0" in provider.forgotten, BOUND, "machine 0's user data dropped")
-        print(f"machine 0 registered → user data dropped: {provider.forgotten['0'] - registered:.3f} s")
-
-        # A new machine: launched with user data, which stays until its own agent registers.
-        machines = MachinesState(admin, ROLES.identities)
-        reconciled = agent.reconciled
-        new_id = await machines.add_machine()
-        await _until(lambda: agent.reconciled > reconciled, 10, f"machine {new_id} launched")
-        assert new_id in provider.credentials and str(new_id) not in provider.forgotten
-        assert new_id in agent._awaited  # watched from its launch on
-
-        # Its first drop fails (Cobbler refused the edit): logged, and the next reconcile drops it.
-        provider.failures_to_give = 1
-        registered = time.monotonic()
-        sessions.append(await _register(hosts, new_id, provider.credentials[new_id]))
-        await _until(lambda: provider.forget_calls >= 2, BOUND, f"machine {new_id}'s first drop tried")
-        assert str(new_id) not in provider.forgotten
-        await agent.trigger()
-        assert str(new_id) in provider.forgotten
-        print(f"machine {new_id} registered → user data dropped (second try): {time.monotonic() - registered:.3f} s")
-
-        # Dropped once: later reconciles leave the machines alone (no watch, no call).
-        calls = provider.forget_calls
-        await agent.trigger()
-        assert provider.forget_calls == calls and agent._awaited == {}
-    finally:
-        for client in sessions:
-            await client.close()
-        if not agent.stopped.called:
-            agent.stopped.callback(None)
+    async with running_agent(zookeeper, provider) as (agent, admin):
         try:
-            await running
+            assert provider.forgotten == {}  # machine 0's agent has not registered: its user data stays
+
+            # Machine 0's agent registers (the admin stands in for its credential): dropped at once.
+            registered = time.monotonic()
+            sessions.append(await _register(hosts, 0, ROLES.admin))
+            await _until(lambda: "0" in provider.forgotten, BOUND, "machine 0's user data dropped")
+            print(f"machine 0 registered → user data dropped: {provider.forgotten['0'] - registered:.3f} s")
+
+            # A new machine: launched with user data, which stays until its own agent registers.
+            machines = MachinesState(admin, ROLES.identities)
+            reconciled = agent.reconciled
+            new_id = await machines.add_machine()
+            await _until(lambda: agent.reconciled > reconciled, 10, f"machine {new_id} launched")
+            assert new_id in provider.credentials and str(new_id) not in provider.forgotten
+            assert new_id in agent._awaited  # watched from its launch on
+
+            # Its first drop fails (Cobbler refused the edit): logged, and the next reconcile drops it.
+            provider.failures_to_give = 1
+            registered = time.monotonic()
+            sessions.append(await _register(hosts, new_id, provider.credentials[new_id]))
+            await _until(lambda: provider.forget_calls >= 2, BOUND, f"machine {new_id}'s first drop tried")
+            assert str(new_id) not in provider.forgotten
+            await agent.trigger()
+            assert str(new_id) in provider.forgotten
+            took = time.monotonic() - registered
+            print(f"machine {new_id} registered → user data dropped (second try): {took:.3f} s")
+
+            # Dropped once: later reconciles leave the machines alone (no watch, no call).
+            calls = provider.forget_calls
+            await agent.trigger()
+            assert provider.forget_calls == calls and agent._awaited == {}
         finally:
-            await agent.close()
-            await admin.close()
+            for client in sessions:
+                await client.close()
