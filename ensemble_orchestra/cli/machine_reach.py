@@ -1,6 +1,7 @@
 """Where OpenSSH reaches an environment's machines, for ``ensemble ssh`` and ``ensemble debug-log``.
 
-A machine id leads to its provider instance through the state (``/machines/machine-N`` holds the instance the
+A unit name (``mysql/0``, as in Ensemble) leads to its machine through the topology. A machine id leads to its
+provider instance through the state (``/machines/machine-N`` holds the instance the
 provisioning agent launched), then to the address the provider reports; where the machines run no agents
 (``state-connection: none``) the provider alone says which system is which machine. Every ssh we run or exec
 checks host keys against the environment's own known_hosts (the first key of a machine is recorded).
@@ -16,9 +17,12 @@ from typing import Any
 
 from ..errors import EnsembleError
 from ..provider.errors import EnvironmentNotBootstrapped
-from ..state.errors import StateNotFoundError
+from ..state.errors import StateNotFoundError, TopologyError
 from ..state.machines import MachinesState
+from ..state.topology import Topology
+from ..state.topology_node import TopologyNode
 from .connection import StateConnection, connect_environment, known_hosts_file
+from .names import unit_name
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -27,6 +31,7 @@ __all__ = [
     "MachineTarget",
     "machine_targets",
     "parse_machine_id",
+    "parse_machine_or_unit",
     "ssh_options",
 ]
 
@@ -64,6 +69,17 @@ def parse_machine_id(text: str) -> int:
     return int(text)
 
 
+def parse_machine_or_unit(text: str) -> int | str:
+    """argparse type: a machine id (``0``) or a unit name (``mysql/0``: the machine it is placed on)."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    if "/" in text:
+        return unit_name(text)
+    raise argparse.ArgumentTypeError(
+        f"not a machine id or a unit name: {text!r} (machines are numbered 0, 1, ...; units are named like 'mysql/0')"
+    )
+
+
 def ssh_options(provider: Any) -> list[str]:
     """OpenSSH options every connection to the environment's machines uses: its known_hosts (created, 0700
     directory), accept a new machine's first key, refuse a changed one; the environment's key if it has one."""
@@ -80,27 +96,37 @@ async def machine_targets(
     provider: Any,
     reactor: Any,
     progress: Callable[[str, str], None],
-    wanted: Sequence[int] | None,
+    wanted: Sequence[int | str] | None,
     *,
     timeout: float = CONNECT_TIMEOUT,
     connect: Callable[..., Awaitable[StateConnection]] = connect_environment,
 ) -> tuple[list[MachineTarget], list[MachineNotLaunched]]:
-    """The *wanted* machines (None: all) that have a system, ordered by id, and why the others have none.
+    """The *wanted* machines (ids, or unit names for their machines; None: all) that have a system, ordered by
+    id, and why the others have none.
 
-    Raises MachineNotFound for a wanted id the environment does not have. *connect* opens the state
+    Raises MachineNotFound for a wanted id or unit the environment does not have. *connect* opens the state
     (``connect_environment``'s signature).
     """
     wanted = None if wanted is None else list(dict.fromkeys(wanted))
     if provider.config.state_connection == "none":
-        return await _from_provider(provider, wanted)
+        units = [w for w in wanted or () if isinstance(w, str)]
+        if units:
+            name = provider.environment_name
+            raise MachineNotFound(
+                f"environment '{name}' runs no agents (state-connection: none), so it has no unit {units[0]}:"
+                " name a machine id"
+            )
+        return await _from_provider(provider, None if wanted is None else [w for w in wanted if isinstance(w, int)])
     connection = await connect(provider, reactor, progress, timeout)
     try:
         machines = MachinesState(connection.client, connection.settings.identities)
         if wanted is None:
             records = list((await machines.read_all()).values())
         else:
+            topology = await TopologyNode(connection.client).read() if any(isinstance(w, str) for w in wanted) else None
+            ids = [w if isinstance(w, int) else _unit_machine(provider, topology, w) for w in wanted]
             records = []
-            for machine_id in wanted:
+            for machine_id in dict.fromkeys(ids):
                 try:
                     records.append(await machines.read(machine_id))
                 except StateNotFoundError:
@@ -138,6 +164,21 @@ async def _from_provider(provider: Any, wanted: Sequence[int] | None) -> tuple[l
             raise _not_found(provider, machine_id)
     ids = sorted(found) if wanted is None else wanted
     return [_target(i, found[i]) for i in ids], []
+
+
+def _unit_machine(provider: Any, topology: Topology | None, unit: str) -> int:
+    """The id of the machine unit *unit* is placed on (MachineNotFound when there is no such unit or none yet)."""
+    assert topology is not None
+    name = provider.environment_name
+    try:
+        placed = topology.unit(unit).machine
+    except TopologyError:
+        raise MachineNotFound(
+            f"no unit {unit} in environment '{name}': 'ensemble status -e {name}' lists its units"
+        ) from None
+    if placed is None:
+        raise MachineNotFound(f"unit {unit} of environment '{name}' has no machine yet: try again shortly")
+    return placed
 
 
 def _target(machine_id: int, instance: Any) -> MachineTarget:

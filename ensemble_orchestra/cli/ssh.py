@@ -1,4 +1,5 @@
-"""``ensemble ssh MACHINE [COMMAND...]``: OpenSSH to one of the environment's machines, as its login user.
+"""``ensemble ssh MACHINE|UNIT [COMMAND...]``: OpenSSH to one of the environment's machines (a unit's: the one
+it is placed on), as its login user.
 
 The address is resolved on the reactor (state, then provider); once the reactor has stopped and every
 connection is closed, this process becomes ``ssh`` (``execvp``): the terminal, the exit status and Ctrl-C are
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..errors import EnsembleError
 from ._provider import PROG, run_with_provider
-from .machine_reach import machine_targets, parse_machine_id, ssh_options
+from .machine_reach import machine_targets, parse_machine_or_unit, ssh_options
 from .progress import Progress
 
 __all__ = ["SSHClientMissing", "add_parser", "remote_command", "run", "ssh_argv"]
@@ -32,9 +33,12 @@ def add_parser(
         "ssh",
         parents=parents,
         help="OpenSSH to a machine of the environment",
-        description="Log in to MACHINE (its id, as 'ensemble status' shows it), or run COMMAND there.",
+        description="Log in to MACHINE (its id, as 'ensemble status' shows it) or to UNIT's machine (mysql/0),"
+        " or run COMMAND there.",
     )
-    ssh.add_argument("machine_id", type=parse_machine_id, metavar="MACHINE", help="machine id (0, 1, ...)")
+    ssh.add_argument(
+        "machine_id", type=parse_machine_or_unit, metavar="MACHINE|UNIT", help="machine id or unit"
+    )
     ssh.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="run this instead of a login shell")
     ssh.set_defaults(run=run)
 

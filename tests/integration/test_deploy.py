@@ -82,6 +82,11 @@ def test_mysql_answers_a_query_from_this_host_with_the_configured_password(deplo
     wrong = deployed["client"].with_name("wrong.cnf")
     wrong.write_text('[client]\nuser=root\npassword="not-it"\n')
     assert _query(unit["public-address"], wrong, "SELECT 1").returncode != 0
+    # `ensemble ssh UNIT` reaches the unit's machine, as Ensemble's did.
+    on_unit = _cli("ssh", "mysql/0", "systemctl", "is-active", "ensemble-unit-mysql-0")
+    assert on_unit.returncode == 0 and on_unit.stdout.strip() == "active", on_unit.stderr
+    missing = _cli("ssh", "mysql/9", "true")
+    assert missing.returncode == 1 and "no unit mysql/9 in environment" in missing.stderr
 
 
 def test_set_runs_config_changed_on_the_unit(deployed: dict[str, Any]) -> None:

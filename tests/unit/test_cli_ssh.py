@@ -23,7 +23,8 @@ from ensemble_orchestra.cli.ssh import remote_command, ssh_argv
 from ensemble_orchestra.provider.errors import EnvironmentNotBootstrapped
 from ensemble_orchestra.provider.ownership import OrchestraMachine
 from ensemble_orchestra.state.errors import StateNotFoundError
-from ensemble_orchestra.state.layout import MACHINES, dump_document, machine_path
+from ensemble_orchestra.state.layout import MACHINES, TOPOLOGY, dump_document, machine_path
+from ensemble_orchestra.state.topology import Topology
 from ensemble_orchestra.testing import result_of
 
 # -- arguments -----------------------------------------------------------------------------------------------
@@ -46,6 +47,7 @@ def parse(*argv: str) -> argparse.Namespace:
         (["ssh", "0", "--", "ls", "-l"], 0, ["ls", "-l"], False),
         (["ssh", "--", "0", "ls"], 0, ["ls"], False),
         (["ssh", "0", "ls", "--", "x"], 0, ["ls", "--", "x"], False),
+        (["ssh", "mysql/0", "hostname"], "mysql/0", ["hostname"], False),  # a unit: its machine
     ],
 )
 def test_arguments(argv: list[str], machine: int, command: list[str], verbose: bool) -> None:
@@ -58,14 +60,23 @@ def test_environment_option() -> None:
     assert parse("ssh", "-e", "lab", "0").environment == "lab"
 
 
-@pytest.mark.parametrize("machine", ["mysql/0", "node001", "-1", "1.5", ""])
-def test_a_machine_is_a_number(machine: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Anything but a machine id is a usage error (exit 2) saying what a machine id is."""
+@pytest.mark.parametrize(
+    ("machine", "says"),
+    [
+        ("node001", "not a machine id or a unit name: 'node001' (machines are numbered 0, 1, ...; units are named"),
+        ("-1", "not a machine id or a unit name: '-1'"),
+        ("1.5", "not a machine id or a unit name: '1.5'"),
+        ("", "not a machine id or a unit name: ''"),
+        ("mysql/x", "'mysql/x' is not a unit name (<service>/<number>, like 'mysql/0')"),
+        ("My SQL/0", "'My SQL/0' is not a unit name"),
+    ],
+)
+def test_a_machine_is_a_number_or_a_unit(machine: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Anything but a machine id or a unit name is a usage error (exit 2) saying what they look like."""
     with pytest.raises(SystemExit) as exited:
         parse("ssh", "--", machine) if machine.startswith("-") else parse("ssh", machine)
     err = capsys.readouterr().err
-    assert exited.value.code == 2
-    assert f"not a machine id: {machine!r} (machines are numbered 0, 1, ...; units are not supported yet)" in err
+    assert exited.value.code == 2 and says in err
 
 
 def test_a_machine_is_required(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,11 +151,18 @@ class FakeClient:
 
     def __init__(self, nodes: dict[int, dict[str, Any]]) -> None:
         self.nodes = {machine_path(i): dump_document(n) for i, n in nodes.items()}
+        topology = Topology()
+        for _ in range(4):
+            topology = topology.add_machine()
+        topology = topology.add_service("mysql", "local:bookworm/mysql-1").add_unit("mysql", 2).add_unit("mysql")
+        self.nodes[TOPOLOGY] = topology.to_yaml().encode()  # mysql/0 on machine 2; mysql/1 placed nowhere yet
+        self.reads: list[str] = []
 
-    async def get(self, path: str) -> tuple[bytes, None]:
+    async def get(self, path: str) -> tuple[bytes, Any]:
+        self.reads.append(path)
         if path not in self.nodes:
             raise StateNotFoundError(f"{path} does not exist")
-        return self.nodes[path], None
+        return self.nodes[path], argparse.Namespace(version=0)
 
     async def get_children(self, path: str) -> list[str]:
         assert path == MACHINES
@@ -170,7 +188,7 @@ NODES = {
 MACHINES_OF_PROVIDER = [machine("0", "uid-0", "10.0.0.10"), machine("2", "uid-2")]
 
 
-def targets(wanted: list[int] | None, provider: FakeProvider | None = None) -> tuple[Any, FakeConnection]:
+def targets(wanted: list[int | str] | None, provider: FakeProvider | None = None) -> tuple[Any, FakeConnection]:
     connection = FakeConnection(FakeClient(NODES))
 
     async def connect(*args: Any) -> FakeConnection:
@@ -188,6 +206,30 @@ def test_a_machine_from_the_state_is_reached_at_its_address_else_its_dns_name() 
         [],
     )
     assert connection.closed
+
+
+def test_a_unit_leads_to_its_machine_through_the_topology() -> None:
+    run, connection = targets(["mysql/0", 2])
+    assert result_of(run) == ([MachineTarget(2, "node2.lab", "node2", "provisioned")], [])
+    assert connection.closed and connection.client.reads.count(TOPOLOGY) == 1
+    run, connection = targets([0])
+    result_of(run)
+    assert TOPOLOGY not in connection.client.reads  # machine ids alone: the topology is not read
+
+
+@pytest.mark.parametrize(
+    ("unit", "says"),
+    [
+        ("mysql/7", "no unit mysql/7 in environment 'lab': 'ensemble status -e lab' lists its units"),
+        ("wordpress/0", "no unit wordpress/0 in environment 'lab'"),
+        ("mysql/1", "unit mysql/1 of environment 'lab' has no machine yet: try again shortly"),
+    ],
+)
+def test_a_unit_without_a_machine_is_one_line_exit_1(unit: str, says: str) -> None:
+    run, connection = targets([unit])
+    with pytest.raises(MachineNotFound) as raised:
+        result_of(run)
+    assert says in str(raised.value) and raised.value.exit_code == 1 and connection.closed
 
 
 def test_all_machines_and_why_some_have_no_system() -> None:
@@ -220,6 +262,9 @@ def test_without_agents_the_provider_alone_says_which_system_is_which_machine() 
     assert [t.machine_id for t in result_of(run)[0]] == [0, 2]
     run, _ = targets([5], provider)
     with pytest.raises(MachineNotFound):
+        result_of(run)
+    run, _ = targets(["mysql/0"], provider)
+    with pytest.raises(MachineNotFound, match="runs no agents .state-connection: none., so it has no unit mysql/0"):
         result_of(run)
     provider.state = {}
     run, _ = targets([0], provider)
