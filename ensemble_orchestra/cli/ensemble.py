@@ -24,6 +24,7 @@ from . import (
     relation,
     remove,
     resolved,
+    scp,
     service_config,
     ssh,
     status,
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         destroy,
         terminate,
         ssh,
+        scp,
         debug_log,
     ):
         command.add_parser(commands, [with_env])

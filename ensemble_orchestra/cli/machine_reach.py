@@ -100,9 +100,10 @@ async def machine_targets(
     *,
     timeout: float = CONNECT_TIMEOUT,
     connect: Callable[..., Awaitable[StateConnection]] = connect_environment,
+    placed: dict[int | str, int] | None = None,
 ) -> tuple[list[MachineTarget], list[MachineNotLaunched]]:
     """The *wanted* machines (ids, or unit names for their machines; None: all) that have a system, ordered by
-    id, and why the others have none.
+    id, and why the others have none. *placed*, if given, gets each wanted id or unit's machine id.
 
     Raises MachineNotFound for a wanted id or unit the environment does not have. *connect* opens the state
     (``connect_environment``'s signature).
@@ -116,6 +117,8 @@ async def machine_targets(
                 f"environment '{name}' runs no agents (state-connection: none), so it has no unit {units[0]}:"
                 " name a machine id"
             )
+        if placed is not None:
+            placed.update({w: w for w in wanted or () if isinstance(w, int)})
         return await _from_provider(provider, None if wanted is None else [w for w in wanted if isinstance(w, int)])
     connection = await connect(provider, reactor, progress, timeout)
     try:
@@ -125,6 +128,8 @@ async def machine_targets(
         else:
             topology = await TopologyNode(connection.client).read() if any(isinstance(w, str) for w in wanted) else None
             ids = [w if isinstance(w, int) else _unit_machine(provider, topology, w) for w in wanted]
+            if placed is not None:
+                placed.update(zip(wanted, ids, strict=True))
             records = []
             for machine_id in dict.fromkeys(ids):
                 try:

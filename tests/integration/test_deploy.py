@@ -87,6 +87,14 @@ def test_mysql_answers_a_query_from_this_host_with_the_configured_password(deplo
     assert on_unit.returncode == 0 and on_unit.stdout.strip() == "active", on_unit.stderr
     missing = _cli("ssh", "mysql/9", "true")
     assert missing.returncode == 1 and "no unit mysql/9 in environment" in missing.stderr
+    # `ensemble scp` to and from it (UNIT:PATH, MACHINE:PATH).
+    sent = deployed["client"].with_name("note.txt")
+    sent.write_text("copied by ensemble scp\n")
+    copied = _cli("scp", str(sent), "mysql/0:/tmp/note.txt")
+    assert copied.returncode == 0, copied.stderr
+    back = sent.with_name("back.txt")
+    fetched = _cli("scp", f"{unit['machine']}:/tmp/note.txt", str(back))
+    assert fetched.returncode == 0 and back.read_text() == "copied by ensemble scp\n", fetched.stderr
 
 
 def test_set_runs_config_changed_on_the_unit(deployed: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ STATE_COMMANDS = [
     ["expose", "db"],
     ["unexpose", "db"],
     ["upgrade-charm", "--repository", "r", "--force", "db"],
+    ["scp", "-r", "local", "db/0:/tmp/"],
 ]
 ENSEMBLE_COMMANDS = [["bootstrap", "-e", "x"], ["status"], ["destroy-environment", "-y"], ["init"], *STATE_COMMANDS]
 # Not given options after their arguments: ssh's remote command takes every word after MACHINE (its own -v

@@ -217,6 +217,22 @@ def test_a_unit_leads_to_its_machine_through_the_topology() -> None:
     assert TOPOLOGY not in connection.client.reads  # machine ids alone: the topology is not read
 
 
+def test_placed_tells_each_wanted_unit_or_id_its_machine() -> None:
+    """(ensemble scp maps each remote path's target to its machine with it.)"""
+    connection = FakeConnection(FakeClient(NODES))
+
+    async def connect(*args: Any) -> FakeConnection:
+        return connection
+
+    placed: dict[int | str, int] = {}
+    wanted: list[int | str] = ["mysql/0", 0, 2]
+    provider = FakeProvider(MACHINES_OF_PROVIDER)
+    quiet = lambda *a: None  # noqa: E731
+    run = Deferred.fromCoroutine(machine_targets(provider, None, quiet, wanted, connect=connect, placed=placed))
+    assert [t.machine_id for t in result_of(run)[0]] == [0, 2]
+    assert placed == {"mysql/0": 2, 0: 0, 2: 2}
+
+
 @pytest.mark.parametrize(
     ("unit", "says"),
     [
