@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -23,7 +22,7 @@ from .log_filter import LEVELS, LogFilter
 from .log_tail import LogTail, tail_argv
 from .machine_reach import MachineTarget, machine_targets, parse_machine_id, ssh_options
 from .progress import Progress
-from .ssh import SSHClientMissing
+from .ssh import openssh_client
 
 __all__ = ["DEFAULT_LINES", "NoLogStream", "add_parser", "log_filter_of", "run"]
 
@@ -116,9 +115,7 @@ def log_filter_of(args: argparse.Namespace) -> LogFilter:
 
 
 def run(args: argparse.Namespace) -> int | None:
-    executable = shutil.which("ssh")
-    if executable is None:
-        raise SSHClientMissing("ssh (OpenSSH's client) is not installed: install openssh-client")
+    executable = openssh_client("ssh")
     lines = None if args.replay else args.lines
 
     async def work(provider: Any, progress: Progress, reactor: Any) -> str:

@@ -2,18 +2,14 @@
 
 A remote path is ``MACHINE:PATH`` or ``UNIT:PATH`` (``0:/etc/hosts``, ``mysql/0:/var/log/syslog``), as in
 Ensemble; a path with no colon, or starting with ``.`` or ``/``, is local (write ``./a:b`` for a local file
-whose name has a colon). The machines
-are resolved as ``ensemble ssh`` resolves them (one state session for all of them); then this process becomes
-``scp`` with the environment's key, login user and known_hosts, so its progress, exit status and Ctrl-C are
-scp's own.
+whose name has a colon). The machines are resolved as ``ensemble ssh`` resolves them (one state session for
+all of them); then this process becomes ``scp`` with the environment's key, login user and known_hosts, so its
+progress, exit status and Ctrl-C are scp's own.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +17,7 @@ from ..errors import UsageError
 from ._provider import run_with_provider
 from .machine_reach import MachineTarget, machine_targets, parse_machine_or_unit, ssh_options
 from .progress import Progress
-from .ssh import SSHClientMissing
+from .ssh import become, openssh_client
 
 __all__ = ["RemotePath", "add_parser", "parse_location", "run", "scp_argv"]
 
@@ -90,8 +86,7 @@ def run(args: argparse.Namespace) -> int | None:
             "scp needs SOURCE... DESTINATION with at least one remote path, MACHINE:PATH or UNIT:PATH"
             " (like 0:/etc/hosts or mysql/0:/tmp/x)"
         )
-    if shutil.which("scp") is None:
-        raise SSHClientMissing("scp (OpenSSH's client) is not installed: install openssh-client")
+    openssh_client("scp")
     wanted = list(dict.fromkeys(where.target for where in locations if isinstance(where, RemotePath)))
 
     async def work(provider: Any, progress: Progress, reactor: Any) -> list[str]:
@@ -103,8 +98,4 @@ def run(args: argparse.Namespace) -> int | None:
         targets = {name: by_id[machine_id] for name, machine_id in placed.items()}
         return scp_argv(ssh_options(provider), provider.config.ssh_user, locations, targets, recursive=args.recursive)
 
-    argv = run_with_provider(args, work)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execvp(argv[0], argv)  # returns only by raising OSError (reported as one line)
-    return None  # pragma: no cover
+    become(run_with_provider(args, work))

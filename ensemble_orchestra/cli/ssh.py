@@ -12,14 +12,14 @@ import argparse
 import os
 import shutil
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import EnsembleError
 from ._provider import PROG, run_with_provider
 from .machine_reach import machine_targets, parse_machine_or_unit, ssh_options
 from .progress import Progress
 
-__all__ = ["SSHClientMissing", "add_parser", "remote_command", "run", "ssh_argv"]
+__all__ = ["SSHClientMissing", "add_parser", "become", "openssh_client", "remote_command", "run", "ssh_argv"]
 
 
 class SSHClientMissing(EnsembleError):
@@ -43,6 +43,21 @@ def add_parser(
     ssh.set_defaults(run=run)
 
 
+def openssh_client(name: str) -> str:
+    """The path of OpenSSH's *name* (ssh, scp); SSHClientMissing (one line, exit 1) when it is not installed."""
+    found = shutil.which(name)
+    if found is None:
+        raise SSHClientMissing(f"{name} (OpenSSH's client) is not installed: install openssh-client")
+    return found
+
+
+def become(argv: list[str]) -> NoReturn:
+    """Replace this process with *argv* (ssh, scp): the terminal, the exit status and Ctrl-C are then its own."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)  # returns only by raising OSError (reported as one line)
+
+
 def remote_command(args: argparse.Namespace) -> list[str]:
     """COMMAND as typed (a leading ``--`` separates it from our options; argparse keeps it on some versions)."""
     return args.command[1:] if args.command[:1] == ["--"] else list(args.command)
@@ -55,8 +70,7 @@ def ssh_argv(options: list[str], user: str, host: str, command: list[str], *, te
 
 
 def run(args: argparse.Namespace) -> int | None:
-    if shutil.which("ssh") is None:
-        raise SSHClientMissing("ssh (OpenSSH's client) is not installed: install openssh-client")
+    openssh_client("ssh")
     command = remote_command(args)
 
     async def work(provider: Any, progress: Progress, reactor: Any) -> list[str]:
@@ -74,8 +88,4 @@ def run(args: argparse.Namespace) -> int | None:
         terminal = sys.stdin.isatty() and sys.stdout.isatty()
         return ssh_argv(ssh_options(provider), provider.config.ssh_user, target.reach, command, terminal=terminal)
 
-    argv = run_with_provider(args, work)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execvp(argv[0], argv)  # returns only by raising OSError (reported as one line)
-    return None  # pragma: no cover
+    become(run_with_provider(args, work))

@@ -287,3 +287,14 @@ def test_without_agents_the_provider_alone_says_which_system_is_which_machine() 
     with pytest.raises(EnvironmentNotBootstrapped):
         result_of(run)
     assert not connection.closed  # never opened
+
+
+def test_a_missing_openssh_client_is_one_line_naming_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssh, scp and debug-log ask for their client the same way."""
+    from ensemble_orchestra.cli.ssh import SSHClientMissing, openssh_client
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SSHClientMissing) as missing:
+        openssh_client("scp")
+    assert str(missing.value) == "scp (OpenSSH's client) is not installed: install openssh-client"
+    assert missing.value.exit_code == 1
